@@ -1,0 +1,1 @@
+"""Synthetic workload: Vyper contracts, a funded genesis, and seeded blocks with a Zipf dial."""

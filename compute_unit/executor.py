@@ -1,0 +1,124 @@
+"""Runs transactions on py-evm over an ``OverlayAccountDB``: one transaction, or one group.
+
+A group runs in block order over a ``WriteLayer`` of its own, so each transaction sees the
+writes of the group's earlier transactions and nothing else; every transaction comes back as a
+``TxOutcome`` (receipt fields plus its read/write set) for the validator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI, VirtualMachineAPI
+from eth.vm.chain_context import ChainContext
+from eth.vm.forks.byzantium.constants import (
+    EIP658_TRANSACTION_STATUS_CODE_FAILURE,
+    EIP658_TRANSACTION_STATUS_CODE_SUCCESS,
+)
+from eth_utils import ValidationError
+
+from compute_unit.state import OverlayAccountDB, StateReader, TxAccess, WriteLayer
+
+LogEntry = tuple[bytes, tuple[int, ...], bytes]
+
+
+@dataclass(frozen=True)
+class BlockEnv:
+    """Everything besides state that a block's transactions execute against."""
+
+    vm_class: type[VirtualMachineAPI]
+    header: BlockHeaderAPI
+    chain_id: int
+    prev_hashes: tuple[bytes, ...] = ()
+
+    @property
+    def coinbase(self) -> bytes:
+        return self.header.coinbase
+
+    def decode(self, raw: bytes) -> SignedTransactionAPI:
+        """Decode a transaction as this block's fork encodes it (legacy RLP or typed)."""
+        return self.vm_class.get_transaction_builder().decode(raw)
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    """One executed transaction: receipt fields and the access that produced them."""
+
+    index: int
+    success: bool
+    gas_used: int
+    logs: tuple[LogEntry, ...]
+    access: TxAccess
+    invalid: str | None = None
+
+
+@cache
+def _overlay_state_class(state_class: type[StateAPI]) -> type[StateAPI]:
+    """The fork's state class on an ``OverlayAccountDB``, crediting fees as a delta."""
+
+    def delta_balance(self: StateAPI, address: bytes, delta: int) -> None:
+        if delta >= 0 and address == self.coinbase:
+            self._account_db.credit_coinbase(delta)
+        else:
+            self.set_balance(address, self.get_balance(address) + delta)
+
+    return type(
+        f"Overlay{state_class.__name__}",
+        (state_class,),
+        {"account_db_class": OverlayAccountDB, "delta_balance": delta_balance},
+    )
+
+
+class TransactionRunner:
+    """A py-evm state for one block over a reader; runs transactions one by one."""
+
+    def __init__(self, env: BlockEnv, reader: StateReader) -> None:
+        self.env = env
+        context = env.vm_class.create_execution_context(
+            env.header, env.prev_hashes, ChainContext(env.chain_id)
+        )
+        state_class = _overlay_state_class(env.vm_class.get_state_class())
+        self.state: StateAPI = state_class(reader, context, env.header.state_root)
+        self.account_db: OverlayAccountDB = self.state._account_db
+        self.account_db.coinbase = context.coinbase
+        self.account_db.finish_transaction()  # drop what building the state looked at
+
+    def run(self, index: int, tx: SignedTransactionAPI) -> TxOutcome:
+        try:
+            computation = self.state.apply_transaction(tx)
+        except ValidationError as err:
+            access = self.account_db.finish_transaction()
+            empty = TxAccess(reads=access.reads, writes={}, coinbase=access.coinbase)
+            return TxOutcome(index, False, 0, (), empty, invalid=str(err))
+        gas_used = self.env.vm_class.finalize_gas_used(tx, computation)
+        logs = tuple(computation.get_log_entries())
+        access = self.account_db.finish_transaction()
+        return TxOutcome(index, not computation.is_error, gas_used, logs, access)
+
+
+def run_group(
+    env: BlockEnv,
+    reader: StateReader,
+    indexed_txs: Sequence[tuple[int, SignedTransactionAPI]],
+) -> list[TxOutcome]:
+    """Run one group in order, each transaction seeing the group's earlier writes."""
+    layer = WriteLayer(reader)
+    runner = TransactionRunner(env, layer)
+    outcomes = []
+    for index, tx in indexed_txs:
+        outcome = runner.run(index, tx)
+        layer.apply(outcome.access, index)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def receipt_for(tx: SignedTransactionAPI, outcome: TxOutcome, cumulative_gas: int) -> Any:
+    """The block receipt of an executed transaction (post-Byzantium status receipts)."""
+    if outcome.success:
+        status = EIP658_TRANSACTION_STATUS_CODE_SUCCESS
+    else:
+        status = EIP658_TRANSACTION_STATUS_CODE_FAILURE
+    return tx.make_receipt(status, cumulative_gas, outcome.logs)

@@ -1,0 +1,402 @@
+"""The state view py-evm executes against on a Compute Unit.
+
+A ``StateReader`` is anything that answers ``get(key)`` for the state keys of
+``storage/keys.py`` and lists an account's storage slots: a ``DictSnapshot`` (the pre-block
+state as a plain mapping), or a ``WriteLayer`` stacking applied write sets on top of another
+reader (a group's earlier transactions, or the validator's committed prefix).
+
+``OverlayAccountDB`` implements py-evm's ``AccountDatabaseAPI`` over a reader: every value a
+transaction reads from below is recorded (its read set), every change is kept in a journaled
+overlay (its write set), and nothing below is ever mutated. The fee recipient's credit is kept
+as a separate commutative delta so that fee payments are not read/write conflicts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from eth.abc import AccountDatabaseAPI, MetaWitnessAPI
+from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
+from eth.typing import JournalDBCheckpoint
+from eth.vm.interrupt import MissingBytecode
+from eth_hash.auto import keccak
+
+from storage.keys import (
+    ACCT,
+    CODE,
+    EMPTY_ACCOUNT,
+    SLOT,
+    AccountFields,
+    StateKey,
+    acct_key,
+    code_key,
+    slot_key,
+)
+
+
+# Checkpoint ids are unique per process, as py-evm's journals (and transient storage) expect.
+_CHECKPOINT_IDS = itertools.count(1)
+
+
+class StateReader(Protocol):
+    """Read side of a state: raw stored values (``None`` when absent) by state key."""
+
+    def get(self, key: StateKey) -> Any: ...
+
+    def storage_slots(self, address: bytes) -> Iterable[int]: ...
+
+
+@dataclass(frozen=True)
+class TxAccess:
+    """What one transaction read from below and what it changed.
+
+    ``reads`` maps each key to the value first seen below the transaction; ``writes`` holds
+    final values of changed keys, applied after wiping the storage of ``wiped`` addresses;
+    ``coinbase_delta`` is the fee recipient's credit still to add on top.
+    """
+
+    reads: dict[StateKey, Any]
+    writes: dict[StateKey, Any]
+    wiped: frozenset[bytes] = frozenset()
+    coinbase: bytes = b""
+    coinbase_delta: int = 0
+
+
+class DictSnapshot:
+    """A whole state held as a plain mapping of state key to value (absent keys are empty)."""
+
+    def __init__(self, data: Mapping[StateKey, Any] | None = None) -> None:
+        self.data: dict[StateKey, Any] = dict(data or {})
+        self._slots: dict[bytes, set[int]] | None = None
+
+    def get(self, key: StateKey) -> Any:
+        return self.data.get(key)
+
+    def storage_slots(self, address: bytes) -> Iterable[int]:
+        if self._slots is None:
+            self._slots = {}
+            for key in self.data:
+                if key[0] == SLOT:
+                    self._slots.setdefault(key[1], set()).add(key[2])
+        return tuple(self._slots.get(address, ()))
+
+    def apply(self, writes: Mapping[StateKey, Any], wiped: Iterable[bytes] = ()) -> None:
+        """Apply a block's write set in place (wipes first, then the writes)."""
+        for address in wiped:
+            for slot in self.storage_slots(address):
+                self.data.pop(slot_key(address, slot), None)
+            if self._slots is not None:
+                self._slots.pop(address, None)
+        for key, value in writes.items():
+            if value is None or (key[0] == SLOT and value == 0):
+                self.data.pop(key, None)
+                if key[0] == SLOT and self._slots is not None:
+                    self._slots.get(key[1], set()).discard(key[2])
+            else:
+                self.data[key] = value
+                if key[0] == SLOT and self._slots is not None:
+                    self._slots.setdefault(key[1], set()).add(key[2])
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def items(self) -> Iterator[tuple[StateKey, Any]]:
+        return iter(self.data.items())
+
+
+class WriteLayer:
+    """Write sets applied in order on top of a reader, remembering which tx wrote each key."""
+
+    def __init__(self, base: StateReader) -> None:
+        self.base = base
+        self.writes: dict[StateKey, Any] = {}
+        self.writers: dict[StateKey, int] = {}
+        self.wiped: set[bytes] = set()
+
+    def get(self, key: StateKey) -> Any:
+        if key in self.writes:
+            return self.writes[key]
+        if key[0] == SLOT and key[1] in self.wiped:
+            return None
+        return self.base.get(key)
+
+    def writer_of(self, key: StateKey) -> int | None:
+        """Index of the last applied transaction that wrote ``key`` (None: below the layer)."""
+        return self.writers.get(key)
+
+    def storage_slots(self, address: bytes) -> Iterable[int]:
+        below = () if address in self.wiped else self.base.storage_slots(address)
+        mine = {k[2] for k in self.writes if k[0] == SLOT and k[1] == address}
+        return set(below) | mine
+
+    def apply(self, access: TxAccess, tx_index: int) -> None:
+        for address in access.wiped:
+            self.wiped.add(address)
+            for key in [k for k in self.writes if k[0] == SLOT and k[1] == address]:
+                self.writes[key] = 0
+                self.writers[key] = tx_index
+        for key, value in access.writes.items():
+            self.writes[key] = value
+            self.writers[key] = tx_index
+        if access.coinbase_delta:
+            key = acct_key(access.coinbase)
+            account = self.get(key) or EMPTY_ACCOUNT
+            self.writes[key] = account._replace(balance=account.balance + access.coinbase_delta)
+            self.writers[key] = tx_index
+
+
+class OverlayAccountDB(AccountDatabaseAPI):
+    """py-evm account database over a ``StateReader`` that records one transaction's access.
+
+    Call ``finish_transaction`` after each transaction: it returns the ``TxAccess`` and
+    starts a fresh overlay. Checkpoints are journal lengths; discarding one undoes every
+    journal entry made after it.
+    """
+
+    def __init__(self, db: StateReader, state_root: bytes = BLANK_ROOT_HASH) -> None:
+        self._view = db
+        self.coinbase: bytes = b""
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reads: dict[StateKey, Any] = {}
+        self._writes: dict[StateKey, Any] = {}
+        self._wiped: set[bytes] = set()
+        self._warm: set[Any] = set()
+        self._coinbase_delta = 0
+        self._journal: list[tuple[Any, ...]] = []
+        self._checkpoints: dict[int, int] = {}
+
+    def finish_transaction(self) -> TxAccess:
+        """Close the current transaction: its access, with writes that changed nothing dropped."""
+        reads = self._reads
+        writes = {
+            key: value
+            for key, value in self._writes.items()
+            if key not in reads or reads[key] != value or key[1] in self._wiped
+        }
+        access = TxAccess(
+            reads=reads,
+            writes=writes,
+            wiped=frozenset(self._wiped),
+            coinbase=self.coinbase,
+            coinbase_delta=self._coinbase_delta,
+        )
+        self._reset()
+        return access
+
+    # -- raw access ------------------------------------------------------------------------
+    def _read(self, key: StateKey) -> Any:
+        if key in self._writes:
+            return self._writes[key]
+        if key[0] == SLOT and key[1] in self._wiped:
+            return None
+        return self._read_below(key)
+
+    def _read_below(self, key: StateKey) -> Any:
+        if key in self._reads:
+            return self._reads[key]
+        value = self._view.get(key)
+        self._reads[key] = value
+        return value
+
+    def _write(self, key: StateKey, value: Any) -> None:
+        self._journal.append(("w", key, key in self._writes, self._writes.get(key)))
+        self._writes[key] = value
+
+    def _account(self, address: bytes) -> AccountFields | None:
+        account = self._read(acct_key(address))
+        if address == self.coinbase and self._coinbase_delta:
+            base = account or EMPTY_ACCOUNT
+            return base._replace(balance=base.balance + self._coinbase_delta)
+        return account
+
+    def _set_account(self, address: bytes, account: AccountFields | None) -> None:
+        if address == self.coinbase and self._coinbase_delta:
+            self._journal.append(("d", self._coinbase_delta))
+            self._coinbase_delta = 0
+        self._write(acct_key(address), account)
+
+    def credit_coinbase(self, amount: int) -> None:
+        """Add ``amount`` to the fee recipient without reading its balance."""
+        self._journal.append(("d", self._coinbase_delta))
+        self._coinbase_delta += amount
+
+    # -- storage ---------------------------------------------------------------------------
+    def get_storage(self, address: bytes, slot: int, from_journal: bool = True) -> int:
+        key = slot_key(address, slot)
+        value = self._read(key) if from_journal else self._read_below(key)
+        return value or 0
+
+    def set_storage(self, address: bytes, slot: int, value: int) -> None:
+        self._write(slot_key(address, slot), value)
+
+    def delete_storage(self, address: bytes) -> None:
+        if address not in self._wiped:
+            self._journal.append(("x", address))
+            self._wiped.add(address)
+        for key in [k for k in self._writes if k[0] == SLOT and k[1] == address]:
+            self._write(key, 0)
+
+    def is_storage_warm(self, address: bytes, slot: int) -> bool:
+        return (address, slot) in self._warm
+
+    def mark_storage_warm(self, address: bytes, slot: int) -> None:
+        self._mark_warm((address, slot))
+
+    def _mark_warm(self, item: Any) -> None:
+        if item not in self._warm:
+            self._journal.append(("h", item))
+            self._warm.add(item)
+
+    # -- balance, nonce ----------------------------------------------------------------------
+    def get_balance(self, address: bytes) -> int:
+        account = self._account(address)
+        return account.balance if account else 0
+
+    def set_balance(self, address: bytes, balance: int) -> None:
+        account = self._account(address) or EMPTY_ACCOUNT
+        self._set_account(address, account._replace(balance=balance))
+
+    def get_nonce(self, address: bytes) -> int:
+        account = self._account(address)
+        return account.nonce if account else 0
+
+    def set_nonce(self, address: bytes, nonce: int) -> None:
+        account = self._account(address) or EMPTY_ACCOUNT
+        self._set_account(address, account._replace(nonce=nonce))
+
+    def increment_nonce(self, address: bytes) -> None:
+        self.set_nonce(address, self.get_nonce(address) + 1)
+
+    # -- code ------------------------------------------------------------------------------
+    def get_code(self, address: bytes) -> bytes:
+        code_hash = self.get_code_hash(address)
+        if code_hash == EMPTY_SHA3:
+            return b""
+        code = self._read(code_key(code_hash))
+        if code is None:
+            raise MissingBytecode(code_hash)
+        return code
+
+    def set_code(self, address: bytes, code: bytes) -> None:
+        code_hash = keccak(code)
+        self._write(code_key(code_hash), code)
+        account = self._account(address) or EMPTY_ACCOUNT
+        self._set_account(address, account._replace(code_hash=code_hash))
+
+    def get_code_hash(self, address: bytes) -> bytes:
+        account = self._account(address)
+        return account.code_hash if account else EMPTY_SHA3
+
+    def delete_code(self, address: bytes) -> None:
+        account = self._account(address) or EMPTY_ACCOUNT
+        self._set_account(address, account._replace(code_hash=EMPTY_SHA3))
+
+    # -- accounts --------------------------------------------------------------------------
+    def account_has_code_or_nonce(self, address: bytes) -> bool:
+        return self.get_nonce(address) != 0 or self.get_code_hash(address) != EMPTY_SHA3
+
+    def delete_account(self, address: bytes) -> None:
+        self.delete_storage(address)
+        self._set_account(address, None)
+
+    def account_exists(self, address: bytes) -> bool:
+        if address == self.coinbase and self._coinbase_delta > 0:
+            return True
+        return self._account(address) is not None
+
+    def touch_account(self, address: bytes) -> None:
+        self._set_account(address, self._account(address) or EMPTY_ACCOUNT)
+
+    def account_is_empty(self, address: bytes) -> bool:
+        if address == self.coinbase and self._coinbase_delta > 0:
+            return False
+        account = self._account(address)
+        return account is None or account.is_empty
+
+    def is_address_warm(self, address: bytes) -> bool:
+        return address in self._warm
+
+    def mark_address_warm(self, address: bytes) -> None:
+        self._mark_warm(address)
+
+    # -- journal ---------------------------------------------------------------------------
+    def record(self) -> JournalDBCheckpoint:
+        checkpoint = JournalDBCheckpoint(next(_CHECKPOINT_IDS))
+        self._checkpoints[checkpoint] = len(self._journal)
+        return checkpoint
+
+    def discard(self, checkpoint: JournalDBCheckpoint) -> None:
+        length = self._checkpoints.pop(checkpoint)
+        while len(self._journal) > length:
+            entry = self._journal.pop()
+            kind = entry[0]
+            if kind == "w":
+                _, key, existed, old = entry
+                if existed:
+                    self._writes[key] = old
+                else:
+                    del self._writes[key]
+            elif kind == "d":
+                self._coinbase_delta = entry[1]
+            elif kind == "x":
+                self._wiped.discard(entry[1])
+            else:
+                self._warm.discard(entry[1])
+
+    def commit(self, checkpoint: JournalDBCheckpoint) -> None:
+        """Nested changes stay in the journal so an enclosing discard can still undo them."""
+        del self._checkpoints[checkpoint]
+
+    def lock_changes(self) -> None:
+        """Make the changes so far un-revertable and forget warm accesses (py-evm semantics)."""
+        self._journal.clear()
+        self._checkpoints.clear()
+        self._warm.clear()
+
+    # -- roots are the committer's job -----------------------------------------------------
+    @property
+    def state_root(self) -> bytes:
+        return BLANK_ROOT_HASH
+
+    @state_root.setter
+    def state_root(self, value: bytes) -> None:
+        """Reverts restore py-evm's root alongside the journal; the overlay has no root."""
+
+    def has_root(self, state_root: bytes) -> bool:
+        return False
+
+    def make_state_root(self) -> bytes:
+        raise NotImplementedError(
+            "the overlay has no trie: state roots come from applying write sets (committer)"
+        )
+
+    def persist(self) -> MetaWitnessAPI:
+        raise NotImplementedError("the overlay never persists: write sets go to the committer")
+
+
+@dataclass
+class StateDump:
+    """Accounts, code and storage of a state, for loading into another store."""
+
+    accounts: dict[bytes, AccountFields] = field(default_factory=dict)
+    code: dict[bytes, bytes] = field(default_factory=dict)
+    storage: dict[bytes, dict[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_items(cls, items: Iterable[tuple[StateKey, Any]]) -> StateDump:
+        dump = cls()
+        for key, value in items:
+            if value is None:
+                continue
+            if key[0] == ACCT:
+                dump.accounts[key[1]] = value
+            elif key[0] == CODE:
+                dump.code[key[1]] = value
+            elif value:
+                dump.storage.setdefault(key[1], {})[key[2]] = value
+        return dump

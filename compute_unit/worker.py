@@ -1,0 +1,120 @@
+"""Ray shells of a Compute Unit: a placement group of N one-core ``ExecutionWorker`` actors.
+
+The CU hands each worker whole groups (one round trip per worker per block, never per
+transaction) and collects ``TxOutcome``s. A worker that dies mid-block is replaced by a fresh
+actor in the same bundle and its groups are run again, so a block always completes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ray
+from ray.exceptions import RayActorError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from compute_unit.executor import BlockEnv, TxOutcome, run_group
+from compute_unit.state import StateReader
+
+Group = list[int]
+
+
+@dataclass(frozen=True)
+class CrashPlan:
+    """Fault injection: the worker given transaction ``index`` dies just before running it."""
+
+    index: int
+
+
+@ray.remote(num_cpus=1, max_restarts=0)
+class ExecutionWorker:
+    """One core of a Compute Unit: runs groups of transactions on py-evm."""
+
+    def run_groups(
+        self,
+        env: BlockEnv,
+        snapshot: StateReader,
+        groups: Sequence[Sequence[tuple[int, bytes]]],
+        crash: CrashPlan | None = None,
+    ) -> list[TxOutcome]:
+        outcomes: list[TxOutcome] = []
+        for group in groups:
+            if crash is not None and any(index == crash.index for index, _ in group):
+                os._exit(1)
+            txs = [(index, env.decode(raw)) for index, raw in group]
+            outcomes.extend(run_group(env, snapshot, txs))
+        return outcomes
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def assign_groups(groups: Sequence[Group], n_workers: int) -> list[list[Group]]:
+    """Deal groups to workers, largest first onto the least loaded worker."""
+    shares: list[list[Group]] = [[] for _ in range(n_workers)]
+    loads = [0] * n_workers
+    for group in sorted(groups, key=len, reverse=True):
+        target = loads.index(min(loads))
+        shares[target].append(group)
+        loads[target] += len(group)
+    return shares
+
+
+class ComputeUnit:
+    """A fixed-size pool of worker actors pinned to one placement group."""
+
+    def __init__(self, workers: int, name: str = "cu-0") -> None:
+        if workers < 1:
+            raise ValueError(f"a Compute Unit needs at least one worker, got {workers}")
+        self.name = name
+        self.size = workers
+        self.restarts = 0
+        self._pg = placement_group([{"CPU": 1}] * workers, strategy="PACK", name=name)
+        ray.get(self._pg.ready())
+        self.workers = [self._spawn(slot) for slot in range(workers)]
+        ray.get([worker.pid.remote() for worker in self.workers])
+
+    def _spawn(self, slot: int) -> ray.actor.ActorHandle:
+        strategy = PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=slot)
+        return ExecutionWorker.options(scheduling_strategy=strategy).remote()
+
+    def execute(
+        self,
+        env: BlockEnv,
+        snapshot_ref: ray.ObjectRef,
+        groups: Sequence[Group],
+        raw_txs: Sequence[bytes],
+        crash: CrashPlan | None = None,
+    ) -> dict[int, TxOutcome]:
+        """Run every group on the workers; returns outcomes by block index."""
+        shares = [
+            [[(i, raw_txs[i]) for i in group] for group in share]
+            for share in assign_groups(groups, self.size)
+        ]
+        pending = {
+            self.workers[slot].run_groups.remote(env, snapshot_ref, share, crash): slot
+            for slot, share in enumerate(shares)
+            if share
+        }
+        outcomes: dict[int, TxOutcome] = {}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            slot = pending.pop(done[0])
+            try:
+                results = ray.get(done[0])
+            except RayActorError:
+                self.restarts += 1
+                self.workers[slot] = self._spawn(slot)
+                retry = self.workers[slot].run_groups.remote(env, snapshot_ref, shares[slot])
+                pending[retry] = slot
+                continue
+            outcomes.update((outcome.index, outcome) for outcome in results)
+        return outcomes
+
+    def shutdown(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        remove_placement_group(self._pg)

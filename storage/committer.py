@@ -1,0 +1,85 @@
+"""Commits a block's write set and derives the post-block state root.
+
+Until the K-Persist State Commitment lands (storage issue), the commitment is py-evm's own
+hexary trie (``AccountDB`` over an in-memory ``AtomicDB``): the pre-state is loaded once, then
+each block's write set is applied to it incrementally and the root recomputed.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from eth.abc import AccountDatabaseAPI
+from eth.constants import EMPTY_SHA3
+from eth.db.account import AccountDB
+from eth.db.atomic import AtomicDB
+
+from compute_unit.state import StateDump
+from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey
+
+
+def load_state(account_db: AccountDatabaseAPI, items: Iterable[tuple[StateKey, Any]]) -> bytes:
+    """Write a whole state (state-key items) into a py-evm account database; return its root."""
+    dump = StateDump.from_items(items)
+    for address, account in dump.accounts.items():
+        _set_account(account_db, address, account, dump.code)
+    for address, slots in dump.storage.items():
+        for slot, value in slots.items():
+            account_db.set_storage(address, slot, value)
+    account_db.persist()
+    return account_db.state_root
+
+
+def _set_account(
+    account_db: AccountDatabaseAPI,
+    address: bytes,
+    account: AccountFields,
+    code_by_hash: Mapping[bytes, bytes],
+) -> None:
+    account_db.set_nonce(address, account.nonce)
+    account_db.set_balance(address, account.balance)
+    if account.code_hash != account_db.get_code_hash(address):
+        if account.code_hash == EMPTY_SHA3:
+            account_db.delete_code(address)
+        else:
+            account_db.set_code(address, code_by_hash[account.code_hash])
+
+
+class TrieCommitter:
+    """Holds the committed state in py-evm's trie; applies write sets, returns state roots."""
+
+    def __init__(self, genesis: Iterable[tuple[StateKey, Any]]) -> None:
+        self.account_db = AccountDB(AtomicDB())
+        self._code: dict[bytes, bytes] = {}
+        self.state_root = load_state(self.account_db, genesis)
+
+    def commit(
+        self,
+        writes: Mapping[StateKey, Any],
+        wiped: Iterable[bytes],
+        code_lookup: Mapping[bytes, bytes],
+    ) -> bytes:
+        """Apply one block's write set (wipes first) and return the new state root.
+
+        ``code_lookup`` resolves code hashes the write set points at but does not carry.
+        """
+        adb = self.account_db
+        for address in wiped:
+            adb.delete_storage(address)
+        code = {key[1]: value for key, value in writes.items() if key[0] == CODE}
+        code_by_hash = ChainMap(code, code_lookup)
+        for key, value in writes.items():
+            if key[0] != ACCT:
+                continue
+            if value is None:
+                adb.delete_account(key[1])
+            else:
+                _set_account(adb, key[1], value, code_by_hash)
+        for key, value in writes.items():
+            if key[0] == SLOT:
+                adb.set_storage(key[1], key[2], value or 0)
+        adb.persist()
+        self.state_root = adb.state_root
+        return self.state_root

@@ -1,0 +1,56 @@
+"""State keys: the one flat key space every layer speaks (R/W sets, hints, preload, write sets).
+
+``('acct', address)`` holds an account's nonce, balance and code hash, ``('code', code_hash)``
+its bytecode, ``('slot', address, slot)`` one storage word. Values are ``AccountFields`` (or
+``None`` for an account that does not exist), ``bytes`` and ``int`` respectively.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+from eth.constants import EMPTY_SHA3
+
+ACCT = "acct"
+CODE = "code"
+SLOT = "slot"
+
+AcctKey = tuple[str, bytes]
+CodeKey = tuple[str, bytes]
+SlotKey = tuple[str, bytes, int]
+StateKey = Union[AcctKey, CodeKey, SlotKey]
+
+
+class AccountFields(NamedTuple):
+    """An account's fields other than storage (the storage root is derived at commit)."""
+
+    nonce: int = 0
+    balance: int = 0
+    code_hash: bytes = EMPTY_SHA3
+
+    @property
+    def is_empty(self) -> bool:
+        """EIP-161 emptiness: no nonce, no balance, no code."""
+        return self.nonce == 0 and self.balance == 0 and self.code_hash == EMPTY_SHA3
+
+
+EMPTY_ACCOUNT = AccountFields()
+
+
+def acct_key(address: bytes) -> AcctKey:
+    return (ACCT, address)
+
+
+def code_key(code_hash: bytes) -> CodeKey:
+    return (CODE, code_hash)
+
+
+def slot_key(address: bytes, slot: int) -> SlotKey:
+    return (SLOT, address, slot)
+
+
+def describe(key: StateKey) -> str:
+    """Human-readable form of a key, for error messages and reports."""
+    if key[0] == SLOT:
+        return f"slot(0x{key[1].hex()}, {key[2]:#x})"
+    return f"{key[0]}(0x{key[1].hex()})"
