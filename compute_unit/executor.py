@@ -44,6 +44,13 @@ class BlockEnv:
 
 
 @dataclass(frozen=True)
+class CrashPlan:
+    """Fault injection: the worker given transaction ``index`` dies just before running it."""
+
+    index: int
+
+
+@dataclass(frozen=True)
 class TxOutcome:
     """One executed transaction: receipt fields and the access that produced them."""
 

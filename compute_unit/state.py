@@ -36,7 +36,6 @@ from storage.keys import (
     slot_key,
 )
 
-
 # Checkpoint ids are unique per process, as py-evm's journals (and transient storage) expect.
 _CHECKPOINT_IDS = itertools.count(1)
 

@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import ray
 from ray.exceptions import RayActorError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from compute_unit.executor import BlockEnv, TxOutcome, run_group
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
 from compute_unit.state import StateReader
-
-Group = list[int]
-
-
-@dataclass(frozen=True)
-class CrashPlan:
-    """Fault injection: the worker given transaction ``index`` dies just before running it."""
-
-    index: int
+from coordinator.grouping import Group
 
 
 @ray.remote(num_cpus=1, max_restarts=0)
@@ -84,12 +75,16 @@ class ComputeUnit:
     def execute(
         self,
         env: BlockEnv,
-        snapshot_ref: ray.ObjectRef,
+        snapshot: StateReader,
         groups: Sequence[Group],
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
     ) -> dict[int, TxOutcome]:
-        """Run every group on the workers; returns outcomes by block index."""
+        """Run every group on the workers; returns outcomes by block index.
+
+        The snapshot is put in the object store once and shared by all workers.
+        """
+        snapshot_ref = ray.put(snapshot)
         shares = [
             [[(i, raw_txs[i]) for i in group] for group in share]
             for share in assign_groups(groups, self.size)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
+Group = list[int]
 
-def group_by_sender(senders: Sequence[bytes], n_groups: int) -> list[list[int]]:
+
+def group_by_sender(senders: Sequence[bytes], n_groups: int) -> list[Group]:
     """Indices grouped so one sender's transactions stay together, balanced by count."""
     if n_groups < 1:
         raise ValueError(f"n_groups must be at least 1, got {n_groups}")
@@ -22,7 +24,7 @@ def group_by_sender(senders: Sequence[bytes], n_groups: int) -> list[list[int]]:
     return pack_components(list(by_sender.values()), n_groups)
 
 
-def pack_components(components: list[list[int]], n_groups: int) -> list[list[int]]:
+def pack_components(components: list[list[int]], n_groups: int) -> list[Group]:
     """Greedy longest-first packing of index lists into ``n_groups`` sorted groups."""
     groups: list[list[int]] = [[] for _ in range(n_groups)]
     load = [(0, g) for g in range(n_groups)]
@@ -31,4 +33,3 @@ def pack_components(components: list[list[int]], n_groups: int) -> list[list[int
         groups[g].extend(component)
         heapq.heappush(load, (size + len(component), g))
     return [sorted(group) for group in groups if group]
-

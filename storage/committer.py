@@ -7,8 +7,7 @@ each block's write set is applied to it incrementally and the root recomputed.
 
 from __future__ import annotations
 
-from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from eth.abc import AccountDatabaseAPI
@@ -59,17 +58,17 @@ class TrieCommitter:
         self,
         writes: Mapping[StateKey, Any],
         wiped: Iterable[bytes],
-        code_lookup: Mapping[bytes, bytes],
+        code_of: Callable[[bytes], bytes],
     ) -> bytes:
         """Apply one block's write set (wipes first) and return the new state root.
 
-        ``code_lookup`` resolves code hashes the write set points at but does not carry.
+        ``code_of`` resolves code hashes the write set points at but does not carry.
         """
         adb = self.account_db
         for address in wiped:
             adb.delete_storage(address)
         code = {key[1]: value for key, value in writes.items() if key[0] == CODE}
-        code_by_hash = ChainMap(code, code_lookup)
+        code_by_hash = _CodeLookup(code, code_of)
         for key, value in writes.items():
             if key[0] != ACCT:
                 continue
@@ -83,3 +82,19 @@ class TrieCommitter:
         adb.persist()
         self.state_root = adb.state_root
         return self.state_root
+
+
+class _CodeLookup(Mapping[bytes, bytes]):
+    """Code by hash: the block's own new code first, then the committed state's."""
+
+    def __init__(self, fresh: dict[bytes, bytes], code_of: Callable[[bytes], bytes]) -> None:
+        self._fresh, self._code_of = fresh, code_of
+
+    def __getitem__(self, code_hash: bytes) -> bytes:
+        return self._fresh[code_hash] if code_hash in self._fresh else self._code_of(code_hash)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._fresh)
+
+    def __len__(self) -> int:
+        return len(self._fresh)

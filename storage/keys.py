@@ -7,7 +7,7 @@ its bytecode, ``('slot', address, slot)`` one storage word. Values are ``Account
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from eth.constants import EMPTY_SHA3
 
@@ -18,7 +18,7 @@ SLOT = "slot"
 AcctKey = tuple[str, bytes]
 CodeKey = tuple[str, bytes]
 SlotKey = tuple[str, bytes, int]
-StateKey = Union[AcctKey, CodeKey, SlotKey]
+StateKey = AcctKey | CodeKey | SlotKey
 
 
 class AccountFields(NamedTuple):

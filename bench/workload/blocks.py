@@ -18,8 +18,14 @@ from bench.workload.contracts import compiled
 from bench.workload.genesis import ETHER, GWEI, Genesis, Wallet, sign
 
 KINDS = ("transfer", "erc20", "swap", "mint", "deploy", "revert")
-GAS = {"transfer": 21_000, "erc20": 80_000, "swap": 200_000, "mint": 150_000,
-       "deploy": 1_500_000, "revert": 80_000}
+GAS = {
+    "transfer": 21_000,
+    "erc20": 80_000,
+    "swap": 200_000,
+    "mint": 150_000,
+    "deploy": 1_500_000,
+    "revert": 80_000,
+}
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,9 @@ def build_genesis(accounts: int, seed: int = 0, liquidity: int = 10**6 * ETHER) 
     setup.run(minting)
     approve = token.calldata("approve", pair_address, MAX_UINT)
     approvals = [
-        setup.tx(w, tok, approve, 60_000) for w in [deployer, *wallets] for tok in (token_a, token_b)
+        setup.tx(w, tok, approve, 60_000)
+        for w in [deployer, *wallets]
+        for tok in (token_a, token_b)
     ]
     setup.run(approvals)
     seed_pool = pair.calldata("add_liquidity", liquidity // 2, liquidity // 2)

@@ -1,0 +1,125 @@
+"""The ``evmpp`` command. ``evmpp run``: build a genesis, generate blocks, run each one
+sequentially (py-evm oracle) and in parallel on a Compute Unit, and print the comparison."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench.workload.blocks import DEFAULT_MIX, BlockGenerator, Mix
+from bench.workload.genesis import block_env, build_genesis
+from cluster.runtime import start_ray
+from compute_unit.worker import ComputeUnit
+from coordinator.pipeline import BlockReport, ChainRunner, ParallelExecutor
+
+COLUMNS = (
+    ("block", 6, "number"),
+    ("txs", 6, "txs"),
+    ("gas", 12, "gas_used"),
+    ("seq ms", 9, "sequential_ms"),
+    ("par ms", 9, "parallel_ms"),
+    ("speedup", 8, "speedup"),
+    ("re-exec", 8, "reexecutions"),
+    ("root", 6, "root_match"),
+)
+
+
+def _cell(report: BlockReport, attr: str, width: int) -> str:
+    value = getattr(report, attr)
+    if isinstance(value, bool):
+        text = "ok" if value else "DIFF"
+    elif isinstance(value, float):
+        text = f"{value:.2f}x" if attr == "speedup" else f"{value:.1f}"
+    else:
+        text = f"{value:,}" if attr == "gas_used" else str(value)
+    return text.rjust(width)
+
+
+def header_line() -> str:
+    return " ".join(title.rjust(width) for title, width, _ in COLUMNS)
+
+
+def row_line(report: BlockReport) -> str:
+    return " ".join(_cell(report, attr, width) for _, width, attr in COLUMNS)
+
+
+def run(args: argparse.Namespace) -> int:
+    mix = Mix.parse(args.mix) if args.mix else DEFAULT_MIX
+    print(f"genesis: {args.accounts} accounts ...", file=sys.stderr)
+    genesis = build_genesis(args.accounts, seed=args.seed)
+    generator = BlockGenerator(genesis, mix, args.skew, args.seed)
+    start_ray(num_cpus=args.workers, address=args.address)
+    cu = ComputeUnit(args.workers)
+    chain = ChainRunner(genesis.state.items(), ParallelExecutor(cu))
+    reports: list[BlockReport] = []
+    started = time.perf_counter()
+    print(header_line())
+    for number in tqdm(range(1, args.blocks + 1), desc="blocks", file=sys.stderr):
+        txs = generator.block(args.txs)
+        env = block_env(number, gas_limit=max(30_000_000, sum(tx.gas for tx in txs)))
+        report, _, _ = chain.run_block(env, txs)
+        reports.append(report)
+        tqdm.write(row_line(report))
+        for rejection in chain.last_rejections:
+            tqdm.write(f"  {rejection}")
+    cu.shutdown()
+    all_match = all(r.matches for r in reports)
+    speedups = sorted(r.speedup for r in reports)
+    summary = {
+        "blocks": len(reports),
+        "workers": args.workers,
+        "txs_per_block": args.txs,
+        "mix": dict(mix.shares),
+        "skew": args.skew,
+        "seed": args.seed,
+        "median_speedup": round(speedups[len(speedups) // 2], 3) if speedups else 0.0,
+        "total_reexecutions": sum(r.reexecutions for r in reports),
+        "all_roots_match": all(r.root_match for r in reports),
+        "all_receipts_match": all(r.receipts_match and r.gas_match for r in reports),
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
+    print(
+        f"\n{len(reports)} blocks, median speedup {summary['median_speedup']:.2f}x on "
+        f"{args.workers} workers, {summary['total_reexecutions']} re-executions; "
+        f"parallel == sequential (receipts, gas, state root): {'yes' if all_match else 'NO'}"
+    )
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [r.as_dict() for r in reports]
+        path.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    return 0 if all_match else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evmpp", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("run", help="generate blocks; run them sequentially and in parallel")
+    p.add_argument("--blocks", type=int, default=5, help="blocks to generate (default 5)")
+    p.add_argument("--txs", type=int, default=1000, help="transactions per block")
+    p.add_argument("--workers", type=int, default=2, help="workers in the Compute Unit")
+    p.add_argument("--mix", default="", help="e.g. transfer=0.2,erc20=0.5,swap=0.2,mint=0.1")
+    p.add_argument("--skew", type=float, default=0.6, help="Zipf exponent over accounts")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--accounts", type=int, default=2000, help="funded genesis accounts")
+    p.add_argument("--json", default="", help="write every row and a summary to this path")
+    p.add_argument("--address", default=None, help="join this Ray cluster instead")
+    p.set_defaults(func=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("blocks", "txs", "workers", "accounts"):
+        if getattr(args, name, 1) < 1:
+            build_parser().error(f"--{name} must be at least 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

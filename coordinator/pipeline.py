@@ -1,0 +1,164 @@
+"""Drives one block through the pipeline: admission, grouping, Compute Unit, validation,
+commit, and the check against the sequential oracle.
+
+``ChainRunner`` keeps the two chains side by side: py-evm's own (the oracle) and the parallel
+one (a state snapshot plus the committer). Every block runs on both; the parallel block must
+give byte-identical receipts, the same gas and the same state root.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eth.abc import SignedTransactionAPI
+
+from compute_unit.blockstm import ValidatedBlock, validate_block
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome
+from compute_unit.sequential import SequentialChain, SequentialResult
+from compute_unit.state import DictSnapshot, StateReader
+from coordinator.admission import Rejection, admit
+from coordinator.grouping import Group, group_by_sender
+from storage.committer import TrieCommitter
+from storage.keys import StateKey, code_key
+
+
+class ComputeUnitAPI(Protocol):
+    """What the pipeline needs of a Compute Unit (``compute_unit.worker.ComputeUnit``)."""
+
+    size: int
+    restarts: int
+
+    def execute(
+        self,
+        env: BlockEnv,
+        snapshot: StateReader,
+        groups: Sequence[Group],
+        raw_txs: Sequence[bytes],
+        crash: CrashPlan | None = None,
+    ) -> dict[int, TxOutcome]: ...
+
+
+Grouper = Callable[[Sequence[SignedTransactionAPI], int], list[Group]]
+
+
+def sender_grouping(txs: Sequence[SignedTransactionAPI], n_groups: int) -> list[Group]:
+    return group_by_sender([tx.sender for tx in txs], n_groups)
+
+
+@dataclass
+class ParallelResult:
+    block: ValidatedBlock
+    groups: list[Group]
+    elapsed_s: float
+
+
+class ParallelExecutor:
+    """Groups a block, runs the groups on a Compute Unit, validates in block order."""
+
+    def __init__(self, cu: ComputeUnitAPI, grouper: Grouper = sender_grouping) -> None:
+        self.cu = cu
+        self.grouper = grouper
+
+    def execute(
+        self,
+        env: BlockEnv,
+        snapshot: DictSnapshot,
+        txs: Sequence[SignedTransactionAPI],
+        groups: list[Group] | None = None,
+        crash: CrashPlan | None = None,
+    ) -> ParallelResult:
+        started = time.perf_counter()
+        groups = groups if groups is not None else self.grouper(txs, self.cu.size)
+        raw = [tx.encode() for tx in txs]
+        outcomes = self.cu.execute(env, snapshot, groups, raw, crash)
+        block = validate_block(env, snapshot, txs, outcomes)
+        return ParallelResult(block, groups, time.perf_counter() - started)
+
+
+@dataclass
+class BlockReport:
+    """One block's row in the run table and JSON."""
+
+    number: int
+    txs: int
+    rejected: int
+    gas_used: int
+    sequential_ms: float
+    parallel_ms: float
+    reexecutions: int
+    groups: int
+    worker_restarts: int
+    receipts_match: bool
+    gas_match: bool
+    root_match: bool
+    state_root: str
+
+    @property
+    def speedup(self) -> float:
+        return self.sequential_ms / self.parallel_ms if self.parallel_ms else 0.0
+
+    @property
+    def matches(self) -> bool:
+        return self.receipts_match and self.gas_match and self.root_match
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "speedup": round(self.speedup, 3), "matches": self.matches}
+
+
+def first_receipt_mismatch(parallel: Sequence[Any], sequential: Sequence[Any]) -> int | None:
+    """Index of the first receipt whose encoding differs (or the shorter length)."""
+    for index, (ours, theirs) in enumerate(zip(parallel, sequential, strict=False)):
+        if ours.encode() != theirs.encode():
+            return index
+    return None if len(parallel) == len(sequential) else min(len(parallel), len(sequential))
+
+
+class ChainRunner:
+    """The oracle chain and the parallel chain, advanced together block by block."""
+
+    def __init__(self, genesis: Iterable[tuple[StateKey, Any]], executor: ParallelExecutor):
+        items = list(genesis)
+        self.snapshot = DictSnapshot(dict(items))
+        self.oracle = SequentialChain(items)
+        self.committer = TrieCommitter(items)
+        self.executor = executor
+        self.last_rejections: list[Rejection] = []
+
+    def _code_of(self, code_hash: bytes) -> bytes:
+        return self.snapshot.get(code_key(code_hash))
+
+    def run_block(
+        self,
+        env: BlockEnv,
+        candidates: Sequence[bytes | SignedTransactionAPI],
+        groups: list[Group] | None = None,
+        crash: CrashPlan | None = None,
+    ) -> tuple[BlockReport, ParallelResult, SequentialResult]:
+        admission = admit(env, self.snapshot, candidates)
+        self.last_rejections = admission.rejected
+        txs = admission.accepted
+        oracle_txs = [env.decode(tx.encode()) for tx in txs]  # no sender recovered yet
+        sequential = self.oracle.execute(env, oracle_txs)
+        parallel = self.executor.execute(env, self.snapshot, txs, groups, crash)
+        block = parallel.block
+        root = self.committer.commit(block.writes, block.wiped, self._code_of)
+        self.snapshot.apply(block.writes, block.wiped)
+        report = BlockReport(
+            number=env.header.block_number,
+            txs=len(txs),
+            rejected=len(admission.rejected),
+            gas_used=block.gas_used,
+            sequential_ms=sequential.elapsed_s * 1000,
+            parallel_ms=parallel.elapsed_s * 1000,
+            reexecutions=block.reexecutions,
+            groups=len(parallel.groups),
+            worker_restarts=self.executor.cu.restarts,
+            receipts_match=first_receipt_mismatch(block.receipts, sequential.receipts) is None,
+            gas_match=block.gas_used == sequential.gas_used,
+            root_match=root == sequential.state_root,
+            state_root="0x" + root.hex(),
+        )
+        return report, parallel, sequential
