@@ -1,0 +1,58 @@
+"""Test helpers: a Compute Unit that runs groups in process, and a shared small genesis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+from bench.workload.blocks import BlockGenerator, Mix
+from bench.workload.genesis import Genesis, block_env, build_genesis
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
+from compute_unit.state import StateReader
+from coordinator.grouping import Group
+from coordinator.pipeline import BlockReport, ChainRunner, ParallelExecutor
+
+
+class InlineComputeUnit:
+    """Same contract as ``ComputeUnit`` but runs each group in this process (no Ray)."""
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self.restarts = 0
+
+    def execute(
+        self,
+        env: BlockEnv,
+        snapshot: StateReader,
+        groups: Sequence[Group],
+        raw_txs: Sequence[bytes],
+        crash: CrashPlan | None = None,
+    ) -> dict[int, TxOutcome]:
+        outcomes: dict[int, TxOutcome] = {}
+        for group in groups:
+            txs = [(i, env.decode(raw_txs[i])) for i in group]
+            outcomes.update((o.index, o) for o in run_group(env, snapshot, txs))
+        return outcomes
+
+
+@cache
+def small_genesis(accounts: int = 120, seed: int = 3) -> Genesis:
+    return build_genesis(accounts, seed=seed)
+
+
+def inline_chain(genesis: Genesis, size: int = 2) -> ChainRunner:
+    return ChainRunner(genesis.state.items(), ParallelExecutor(InlineComputeUnit(size)))
+
+
+def env_for(number: int, txs: Sequence) -> BlockEnv:
+    return block_env(number, gas_limit=max(30_000_000, sum(tx.gas for tx in txs)))
+
+
+def generator(genesis: Genesis, mix: str, skew: float, seed: int) -> BlockGenerator:
+    return BlockGenerator(genesis, Mix.parse(mix), skew, seed)
+
+
+def assert_identical(report: BlockReport) -> None:
+    assert report.receipts_match, f"block {report.number}: receipts differ"
+    assert report.gas_match, f"block {report.number}: gas differs"
+    assert report.root_match, f"block {report.number}: state root differs"
