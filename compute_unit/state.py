@@ -13,13 +13,13 @@ as a separate commutative delta so that fee payments are not read/write conflict
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from eth.abc import AccountDatabaseAPI, MetaWitnessAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
+from eth.db.journal import get_next_checkpoint
 from eth.typing import JournalDBCheckpoint
 from eth.vm.interrupt import MissingBytecode
 from eth_hash.auto import keccak
@@ -35,9 +35,6 @@ from storage.keys import (
     code_key,
     slot_key,
 )
-
-# Checkpoint ids are unique per process, as py-evm's journals (and transient storage) expect.
-_CHECKPOINT_IDS = itertools.count(1)
 
 
 class StateReader(Protocol):
@@ -325,7 +322,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
 
     # -- journal ---------------------------------------------------------------------------
     def record(self) -> JournalDBCheckpoint:
-        checkpoint = JournalDBCheckpoint(next(_CHECKPOINT_IDS))
+        checkpoint = get_next_checkpoint()  # py-evm's ids: transient storage shares them
         self._checkpoints[checkpoint] = len(self._journal)
         return checkpoint
 
