@@ -1,9 +1,9 @@
 """The state view py-evm executes against on a Compute Unit.
 
 A ``StateReader`` is anything that answers ``get(key)`` for the state keys of
-``storage/keys.py`` and lists an account's storage slots: a ``DictSnapshot`` (the pre-block
-state as a plain mapping), or a ``WriteLayer`` stacking applied write sets on top of another
-reader (a group's earlier transactions, or the validator's committed prefix).
+``storage/keys.py``: a ``DictSnapshot`` (the pre-block state as a plain mapping), or a
+``WriteLayer`` stacking applied write sets on top of another reader (a group's earlier
+transactions, or the validator's committed prefix).
 
 ``OverlayAccountDB`` implements py-evm's ``AccountDatabaseAPI`` over a reader: every value a
 transaction reads from below is recorded (its read set), every change is kept in a journaled
@@ -41,8 +41,6 @@ class StateReader(Protocol):
     """Read side of a state: raw stored values (``None`` when absent) by state key."""
 
     def get(self, key: StateKey) -> Any: ...
-
-    def storage_slots(self, address: bytes) -> Iterable[int]: ...
 
 
 @dataclass(frozen=True)
@@ -122,11 +120,6 @@ class WriteLayer:
     def writer_of(self, key: StateKey) -> int | None:
         """Index of the last applied transaction that wrote ``key`` (None: below the layer)."""
         return self.writers.get(key)
-
-    def storage_slots(self, address: bytes) -> Iterable[int]:
-        below = () if address in self.wiped else self.base.storage_slots(address)
-        mine = {k[2] for k in self.writes if k[0] == SLOT and k[1] == address}
-        return set(below) | mine
 
     def apply(self, access: TxAccess, tx_index: int) -> None:
         for address in access.wiped:
