@@ -1,0 +1,1 @@
+"""Cluster plumbing: starting or joining Ray, and the evmpp command line."""

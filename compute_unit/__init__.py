@@ -1,0 +1,1 @@
+"""Compute Units: the state view, py-evm execution of groups, Block-STM validation, Ray workers."""

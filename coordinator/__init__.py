@@ -1,0 +1,1 @@
+"""Coordinator: admission, grouping, and driving each block through the pipeline."""

@@ -1,0 +1,1 @@
+"""State keys and commitment of write sets (state roots)."""
