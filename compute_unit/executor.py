@@ -34,10 +34,6 @@ class BlockEnv:
     chain_id: int
     prev_hashes: tuple[bytes, ...] = ()
 
-    @property
-    def coinbase(self) -> bytes:
-        return self.header.coinbase
-
     def decode(self, raw: bytes) -> SignedTransactionAPI:
         """Decode a transaction as this block's fork encodes it (legacy RLP or typed)."""
         return self.vm_class.get_transaction_builder().decode(raw)

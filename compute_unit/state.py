@@ -13,7 +13,7 @@ as a separate commutative delta so that fee payments are not read/write conflict
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -93,12 +93,6 @@ class DictSnapshot:
                 self.data[key] = value
                 if key[0] == SLOT and self._slots is not None:
                     self._slots.setdefault(key[1], set()).add(key[2])
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def items(self) -> Iterator[tuple[StateKey, Any]]:
-        return iter(self.data.items())
 
 
 class WriteLayer:
