@@ -104,11 +104,13 @@ class TransactionRunner:
 
 def run_group(
     env: BlockEnv,
-    reader: StateReader,
+    layer: WriteLayer,
     indexed_txs: Sequence[tuple[int, SignedTransactionAPI]],
 ) -> list[TxOutcome]:
-    """Run one group in order, each transaction seeing the group's earlier writes."""
-    layer = WriteLayer(reader)
+    """Run one group in order on ``layer``, each transaction seeing the earlier writes.
+
+    The layer keeps the group's combined write set for the caller.
+    """
     runner = TransactionRunner(env, layer)
     outcomes = []
     for index, tx in indexed_txs:

@@ -16,7 +16,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
-from compute_unit.state import StateReader
+from compute_unit.state import StateReader, WriteLayer
 from coordinator.grouping import Group
 
 
@@ -36,7 +36,7 @@ class ExecutionWorker:
             if crash is not None and any(index == crash.index for index, _ in group):
                 os._exit(1)
             txs = [(index, env.decode(raw)) for index, raw in group]
-            outcomes.extend(run_group(env, snapshot, txs))
+            outcomes.extend(run_group(env, WriteLayer(snapshot), txs))
         return outcomes
 
     def pid(self) -> int:

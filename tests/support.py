@@ -8,7 +8,7 @@ from functools import cache
 from bench.workload.blocks import BlockGenerator, Mix
 from bench.workload.genesis import Genesis, block_env, build_genesis
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
-from compute_unit.state import StateReader
+from compute_unit.state import StateReader, WriteLayer
 from coordinator.grouping import Group
 from coordinator.pipeline import BlockReport, ChainRunner, ParallelExecutor
 
@@ -31,7 +31,7 @@ class InlineComputeUnit:
         outcomes: dict[int, TxOutcome] = {}
         for group in groups:
             txs = [(i, env.decode(raw_txs[i])) for i in group]
-            outcomes.update((o.index, o) for o in run_group(env, snapshot, txs))
+            outcomes.update((o.index, o) for o in run_group(env, WriteLayer(snapshot), txs))
         return outcomes
 
 

@@ -112,10 +112,9 @@ class _SetupRunner:
     def run(self, txs: list[SignedTransactionAPI]) -> None:
         env = block_env(self.number, gas_limit=sum(tx.gas for tx in txs))
         layer = WriteLayer(self.state)
-        for outcome in run_group(env, self.state, list(enumerate(txs))):
+        for outcome in run_group(env, layer, list(enumerate(txs))):
             if not outcome.success:
                 raise RuntimeError(f"genesis setup transaction {outcome.index} failed")
-            layer.apply(outcome.access, outcome.index)
         self.state.apply(layer.writes, layer.wiped)
         self.number += 1
 
