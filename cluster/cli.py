@@ -1,5 +1,6 @@
 """The ``evmpp`` command. ``evmpp run``: build a genesis, generate blocks, run each one
-sequentially (py-evm oracle) and in parallel on a Compute Unit, and print the comparison."""
+sequentially (py-evm oracle) and in parallel on a Compute Unit, and print the comparison.
+``evmpp replay DIR...``: the same for recorded blocks (``cluster/replay.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from bench.workload.blocks import DEFAULT_MIX, BlockGenerator, Mix
 from bench.workload.genesis import block_env, build_genesis
+from cluster.replay import replay
 from cluster.runtime import start_ray
 from compute_unit.worker import ComputeUnit
 from coordinator.pipeline import BlockReport, ChainRunner, ParallelExecutor
@@ -110,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default="", help="write every row and a summary to this path")
     p.add_argument("--address", default=None, help="join this Ray cluster instead")
     p.set_defaults(func=run)
+    p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
+    p.add_argument("folders", nargs="+", help="block folders, or directories holding them")
+    p.add_argument("--workers", type=int, default=2, help="workers in the Compute Unit")
+    p.add_argument("--json", default="", help="write every row and a summary to this path")
+    p.add_argument("--address", default=None, help="join this Ray cluster instead")
+    p.set_defaults(func=replay)
     return parser
 
 

@@ -39,14 +39,33 @@ class Conflict:
     writer: int | None
 
 
+@dataclass(frozen=True)
+class WriteStep:
+    """What installing one transaction changed: storage wipes first, then the writes."""
+
+    writes: dict[StateKey, Any]
+    wiped: frozenset[bytes]
+
+
 @dataclass
 class ValidatedBlock:
+    """The block's final result. ``steps`` (one per transaction) are kept only when receipts
+    need the state root after each transaction (``BlockEnv.intermediate_roots``); their
+    receipts hold the status until ``with_state_roots`` puts the roots in."""
+
     receipts: list[ReceiptAPI]
     gas_used: int
     outcomes: list[TxOutcome]
     writes: dict[StateKey, Any]
     wiped: frozenset[bytes]
     conflicts: list[Conflict] = field(default_factory=list)
+    steps: list[WriteStep] = field(default_factory=list)
+
+    def with_state_roots(self, roots: Sequence[bytes]) -> None:
+        """Put each transaction's post-state root into its receipt (pre-Byzantium)."""
+        self.receipts = [
+            r.copy(state_root=root) for r, root in zip(self.receipts, roots, strict=True)
+        ]
 
     @property
     def reexecutions(self) -> int:
@@ -72,6 +91,7 @@ def validate_block(
     final: list[TxOutcome] = []
     receipts: list[ReceiptAPI] = []
     conflicts: list[Conflict] = []
+    steps: list[WriteStep] = []
     cumulative_gas = 0
     for index, tx in enumerate(txs):
         outcome = outcomes.get(index)
@@ -83,7 +103,9 @@ def validate_block(
             conflicts.append(Conflict(index, describe(stale) if stale else "not run", writer))
         if outcome.invalid is not None:
             raise InvalidBlockError(index, tx.hash, outcome.invalid)
-        store.apply(outcome.access, index)
+        changed = store.apply(outcome.access, index)
+        if env.intermediate_roots:
+            steps.append(WriteStep(changed, outcome.access.wiped))
         cumulative_gas += outcome.gas_used
         receipts.append(receipt_for(tx, outcome, cumulative_gas))
         final.append(outcome)
@@ -94,4 +116,5 @@ def validate_block(
         writes=store.writes,
         wiped=frozenset(store.wiped),
         conflicts=conflicts,
+        steps=steps,
     )

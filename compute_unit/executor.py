@@ -14,6 +14,7 @@ from typing import Any
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI, VirtualMachineAPI
 from eth.vm.chain_context import ChainContext
+from eth.vm.forks.byzantium import ByzantiumVM
 from eth.vm.forks.byzantium.constants import (
     EIP658_TRANSACTION_STATUS_CODE_FAILURE,
     EIP658_TRANSACTION_STATUS_CODE_SUCCESS,
@@ -33,6 +34,11 @@ class BlockEnv:
     header: BlockHeaderAPI
     chain_id: int
     prev_hashes: tuple[bytes, ...] = ()
+
+    @property
+    def intermediate_roots(self) -> bool:
+        """Before Byzantium a receipt holds the state root after its transaction (EIP-658)."""
+        return not issubclass(self.vm_class, ByzantiumVM)
 
     def decode(self, raw: bytes) -> SignedTransactionAPI:
         """Decode a transaction as this block's fork encodes it (legacy RLP or typed)."""

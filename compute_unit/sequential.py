@@ -55,7 +55,7 @@ class SequentialChain:
         vm.env_prev_hashes = env.prev_hashes
         started = time.perf_counter()
         result_header, receipts, _ = vm.apply_all_transactions(txs, header)
-        elapsed = time.perf_counter() - started
         vm.state.persist()
+        elapsed = time.perf_counter() - started
         self.state_root = vm.state.state_root
         return SequentialResult(receipts, result_header.gas_used, self.state_root, elapsed)

@@ -115,20 +115,21 @@ class WriteLayer:
         """Index of the last applied transaction that wrote ``key`` (None: below the layer)."""
         return self.writers.get(key)
 
-    def apply(self, access: TxAccess, tx_index: int) -> None:
+    def apply(self, access: TxAccess, tx_index: int) -> dict[StateKey, Any]:
+        """Install one transaction's access; return the keys it set (fee credit folded in)."""
+        changed: dict[StateKey, Any] = {}
         for address in access.wiped:
             self.wiped.add(address)
             for key in [k for k in self.writes if k[0] == SLOT and k[1] == address]:
-                self.writes[key] = 0
-                self.writers[key] = tx_index
-        for key, value in access.writes.items():
-            self.writes[key] = value
-            self.writers[key] = tx_index
+                changed[key] = 0
+        changed.update(access.writes)
         if access.coinbase_delta:
             key = acct_key(access.coinbase)
-            account = self.get(key) or EMPTY_ACCOUNT
-            self.writes[key] = account._replace(balance=account.balance + access.coinbase_delta)
-            self.writers[key] = tx_index
+            account = (changed[key] if key in changed else self.get(key)) or EMPTY_ACCOUNT
+            changed[key] = account._replace(balance=account.balance + access.coinbase_delta)
+        self.writes.update(changed)
+        self.writers.update(dict.fromkeys(changed, tx_index))
+        return changed
 
 
 class OverlayAccountDB(AccountDatabaseAPI):

@@ -83,6 +83,14 @@ class TrieCommitter:
         self.state_root = adb.state_root
         return self.state_root
 
+    def commit_steps(
+        self,
+        steps: Iterable[tuple[Mapping[StateKey, Any], Iterable[bytes]]],
+        code_of: Callable[[bytes], bytes],
+    ) -> list[bytes]:
+        """Commit a block one transaction at a time; the state root after each one."""
+        return [self.commit(writes, wiped, code_of) for writes, wiped in steps]
+
 
 class _CodeLookup(Mapping[bytes, bytes]):
     """Code by hash: the block's own new code first, then the committed state's."""
