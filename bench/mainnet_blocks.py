@@ -17,4 +17,3 @@ def mainnet_blocks_dir() -> Path:
             f"mainnet blocks not found at {path}; set EVMPP_MAINNET_BLOCKS to their folder"
         )
     return path
-

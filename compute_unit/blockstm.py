@@ -5,8 +5,9 @@ installs final results one transaction at a time into a versioned store over tha
 (each key remembers the transaction that last wrote it). A transaction is valid when every
 value it read equals the value the store holds at its position, i.e. it saw exactly what a
 sequential run would have shown it; otherwise it is re-executed against the store. Since the
-prefix before each position is final, one pass gives the sequential result. Fee credits are
-deltas folded in as each transaction is installed, so they never invalidate a reader.
+prefix before each position is final, one pass gives the sequential result. Balance credits
+(fees, plain transfers' recipients) are folded in as each transaction is installed, and
+invalidate only readers that looked at that balance.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from eth.abc import ReceiptAPI, SignedTransactionAPI
 
 from compute_unit.executor import BlockEnv, TransactionRunner, TxOutcome, receipt_for
-from compute_unit.state import StateReader, WriteLayer
+from compute_unit.state import StateReader, WriteLayer, read_holds
 from storage.keys import StateKey, describe
 
 
@@ -74,7 +75,7 @@ class ValidatedBlock:
 
 def _first_stale_read(reads: Mapping[StateKey, Any], store: WriteLayer) -> StateKey | None:
     for key, seen in reads.items():
-        if store.get(key) != seen:
+        if not read_holds(seen, store.get(key)):
             return key
     return None
 

@@ -66,11 +66,11 @@ class TxOutcome:
 
 @cache
 def _overlay_state_class(state_class: type[StateAPI]) -> type[StateAPI]:
-    """The fork's state class on an ``OverlayAccountDB``, crediting fees as a delta."""
+    """The fork's state class on an ``OverlayAccountDB``, making balance credits lazy."""
 
     def delta_balance(self: StateAPI, address: bytes, delta: int) -> None:
-        if delta >= 0 and address == self.coinbase:
-            self._account_db.credit_coinbase(delta)
+        if delta > 0:
+            self._account_db.credit(address, delta)
         else:
             self.set_balance(address, self.get_balance(address) + delta)
 
@@ -92,7 +92,6 @@ class TransactionRunner:
         state_class = _overlay_state_class(env.vm_class.get_state_class())
         self.state: StateAPI = state_class(reader, context, env.header.state_root)
         self.account_db: OverlayAccountDB = self.state._account_db
-        self.account_db.coinbase = context.coinbase
         self.account_db.finish_transaction()  # drop what building the state looked at
 
     def run(self, index: int, tx: SignedTransactionAPI) -> TxOutcome:
@@ -100,7 +99,7 @@ class TransactionRunner:
             computation = self.state.apply_transaction(tx)
         except ValidationError as err:
             access = self.account_db.finish_transaction()
-            empty = TxAccess(reads=access.reads, writes={}, coinbase=access.coinbase)
+            empty = TxAccess(reads=access.reads, writes={})
             return TxOutcome(index, False, 0, (), empty, invalid=str(err))
         gas_used = self.env.vm_class.finalize_gas_used(tx, computation)
         logs = tuple(computation.get_log_entries())

@@ -7,15 +7,22 @@ transactions, or the validator's committed prefix).
 
 ``OverlayAccountDB`` implements py-evm's ``AccountDatabaseAPI`` over a reader: every value a
 transaction reads from below is recorded (its read set), every change is kept in a journaled
-overlay (its write set), and nothing below is ever mutated. The fee recipient's credit is kept
-as a separate commutative delta so that fee payments are not read/write conflicts.
+overlay (its write set), and nothing below is ever mutated.
+
+Balance credits are lazy: a positive balance change to an account whose balance the
+transaction has not looked at (the fee recipient's fee, a plain transfer's recipient, a
+refund, a self-destruct's beneficiary) is kept as a commutative credit and added when the
+block installs the transaction, so many transactions paying one address do not conflict.
+An account read for its nonce, code or existence only is recorded as a ``BlindAccount``,
+which credits by other transactions do not make stale. Reading the balance, or writing the
+account, folds a pending credit in and records the balance read (``read_holds`` compares).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from eth.abc import AccountDatabaseAPI, MetaWitnessAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
@@ -37,6 +44,20 @@ from storage.keys import (
 )
 
 
+class BlindAccount(NamedTuple):
+    """An account read without looking at its balance: only these fields must stay the same."""
+
+    nonce: int
+    code_hash: bytes
+
+
+def read_holds(seen: Any, current: Any) -> bool:
+    """Whether a value a transaction read is still what the state holds."""
+    if isinstance(seen, BlindAccount):
+        return current is not None and (current.nonce, current.code_hash) == seen
+    return seen == current
+
+
 class StateReader(Protocol):
     """Read side of a state: raw stored values (``None`` when absent) by state key."""
 
@@ -47,16 +68,16 @@ class StateReader(Protocol):
 class TxAccess:
     """What one transaction read from below and what it changed.
 
-    ``reads`` maps each key to the value first seen below the transaction; ``writes`` holds
-    final values of changed keys, applied after wiping the storage of ``wiped`` addresses;
-    ``coinbase_delta`` is the fee recipient's credit still to add on top.
+    ``reads`` maps each key to the value first seen below the transaction (a
+    ``BlindAccount`` where its balance was not looked at); ``writes`` holds final values of
+    changed keys, applied after wiping the storage of ``wiped`` addresses; ``credits`` are
+    balance additions still to make on top (address to wei).
     """
 
     reads: dict[StateKey, Any]
     writes: dict[StateKey, Any]
     wiped: frozenset[bytes] = frozenset()
-    coinbase: bytes = b""
-    coinbase_delta: int = 0
+    credits: dict[bytes, int] = field(default_factory=dict)
 
 
 class DictSnapshot:
@@ -116,17 +137,17 @@ class WriteLayer:
         return self.writers.get(key)
 
     def apply(self, access: TxAccess, tx_index: int) -> dict[StateKey, Any]:
-        """Install one transaction's access; return the keys it set (fee credit folded in)."""
+        """Install one transaction's access; return the keys it set (credits folded in)."""
         changed: dict[StateKey, Any] = {}
         for address in access.wiped:
             self.wiped.add(address)
             for key in [k for k in self.writes if k[0] == SLOT and k[1] == address]:
                 changed[key] = 0
         changed.update(access.writes)
-        if access.coinbase_delta:
-            key = acct_key(access.coinbase)
+        for address, amount in access.credits.items():
+            key = acct_key(address)
             account = (changed[key] if key in changed else self.get(key)) or EMPTY_ACCOUNT
-            changed[key] = account._replace(balance=account.balance + access.coinbase_delta)
+            changed[key] = account._replace(balance=account.balance + amount)
         self.writes.update(changed)
         self.writers.update(dict.fromkeys(changed, tx_index))
         return changed
@@ -142,7 +163,6 @@ class OverlayAccountDB(AccountDatabaseAPI):
 
     def __init__(self, db: StateReader, state_root: bytes = BLANK_ROOT_HASH) -> None:
         self._view = db
-        self.coinbase: bytes = b""
         self._reset()
 
     def _reset(self) -> None:
@@ -150,7 +170,8 @@ class OverlayAccountDB(AccountDatabaseAPI):
         self._writes: dict[StateKey, Any] = {}
         self._wiped: set[bytes] = set()
         self._warm: set[Any] = set()
-        self._coinbase_delta = 0
+        self._credits: dict[bytes, int] = {}
+        self._balance_seen: set[bytes] = set()
         self._journal: list[tuple[Any, ...]] = []
         self._checkpoints: dict[int, int] = {}
 
@@ -162,12 +183,14 @@ class OverlayAccountDB(AccountDatabaseAPI):
             for key, value in self._writes.items()
             if key not in reads or reads[key] != value or key[1] in self._wiped
         }
+        for key, value in reads.items():
+            if key[0] == ACCT and value is not None and key[1] not in self._balance_seen:
+                reads[key] = BlindAccount(value.nonce, value.code_hash)
         access = TxAccess(
             reads=reads,
             writes=writes,
             wiped=frozenset(self._wiped),
-            coinbase=self.coinbase,
-            coinbase_delta=self._coinbase_delta,
+            credits={a: amount for a, amount in self._credits.items() if amount},
         )
         self._reset()
         return access
@@ -192,22 +215,35 @@ class OverlayAccountDB(AccountDatabaseAPI):
         self._writes[key] = value
 
     def _account(self, address: bytes) -> AccountFields | None:
-        account = self._read(acct_key(address))
-        if address == self.coinbase and self._coinbase_delta:
-            base = account or EMPTY_ACCOUNT
-            return base._replace(balance=base.balance + self._coinbase_delta)
+        """The account as far as nonce, code and existence go (its balance may lack credits)."""
+        return self._read(acct_key(address))
+
+    def _full_account(self, address: bytes) -> AccountFields | None:
+        """The account with its balance: a pending credit is folded in as a write."""
+        self._balance_seen.add(address)  # a read stays a read even if its frame reverts
+        credit = self._credits.get(address, 0)
+        if not credit:
+            return self._account(address)
+        self._set_credit(address, 0)
+        base = self._account(address) or EMPTY_ACCOUNT
+        account = base._replace(balance=base.balance + credit)
+        self._write(acct_key(address), account)
         return account
 
     def _set_account(self, address: bytes, account: AccountFields | None) -> None:
-        if address == self.coinbase and self._coinbase_delta:
-            self._journal.append(("d", self._coinbase_delta))
-            self._coinbase_delta = 0
+        self._full_account(address)
         self._write(acct_key(address), account)
 
-    def credit_coinbase(self, amount: int) -> None:
-        """Add ``amount`` to the fee recipient without reading its balance."""
-        self._journal.append(("d", self._coinbase_delta))
-        self._coinbase_delta += amount
+    def _set_credit(self, address: bytes, amount: int) -> None:
+        self._journal.append(("c", address, self._credits.get(address, 0)))
+        self._credits[address] = amount
+
+    def credit(self, address: bytes, amount: int) -> None:
+        """Add ``amount`` (> 0) to a balance, lazily unless the balance was already looked at."""
+        if address in self._balance_seen:
+            self.set_balance(address, self.get_balance(address) + amount)
+        else:
+            self._set_credit(address, self._credits.get(address, 0) + amount)
 
     # -- storage ---------------------------------------------------------------------------
     def get_storage(self, address: bytes, slot: int, from_journal: bool = True) -> int:
@@ -238,11 +274,11 @@ class OverlayAccountDB(AccountDatabaseAPI):
 
     # -- balance, nonce ----------------------------------------------------------------------
     def get_balance(self, address: bytes) -> int:
-        account = self._account(address)
+        account = self._full_account(address)
         return account.balance if account else 0
 
     def set_balance(self, address: bytes, balance: int) -> None:
-        account = self._account(address) or EMPTY_ACCOUNT
+        account = self._full_account(address) or EMPTY_ACCOUNT
         self._set_account(address, account._replace(balance=balance))
 
     def get_nonce(self, address: bytes) -> int:
@@ -250,7 +286,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
         return account.nonce if account else 0
 
     def set_nonce(self, address: bytes, nonce: int) -> None:
-        account = self._account(address) or EMPTY_ACCOUNT
+        account = self._full_account(address) or EMPTY_ACCOUNT
         self._set_account(address, account._replace(nonce=nonce))
 
     def increment_nonce(self, address: bytes) -> None:
@@ -269,7 +305,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
     def set_code(self, address: bytes, code: bytes) -> None:
         code_hash = keccak(code)
         self._write(code_key(code_hash), code)
-        account = self._account(address) or EMPTY_ACCOUNT
+        account = self._full_account(address) or EMPTY_ACCOUNT
         self._set_account(address, account._replace(code_hash=code_hash))
 
     def get_code_hash(self, address: bytes) -> bytes:
@@ -277,7 +313,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
         return account.code_hash if account else EMPTY_SHA3
 
     def delete_code(self, address: bytes) -> None:
-        account = self._account(address) or EMPTY_ACCOUNT
+        account = self._full_account(address) or EMPTY_ACCOUNT
         self._set_account(address, account._replace(code_hash=EMPTY_SHA3))
 
     # -- accounts --------------------------------------------------------------------------
@@ -289,18 +325,22 @@ class OverlayAccountDB(AccountDatabaseAPI):
         self._set_account(address, None)
 
     def account_exists(self, address: bytes) -> bool:
-        if address == self.coinbase and self._coinbase_delta > 0:
-            return True
-        return self._account(address) is not None
+        return self._credits.get(address, 0) > 0 or self._account(address) is not None
 
     def touch_account(self, address: bytes) -> None:
-        self._set_account(address, self._account(address) or EMPTY_ACCOUNT)
+        """Create the account if absent; an existing one (or a credited one) is left alone."""
+        if not self.account_exists(address):
+            self._set_account(address, EMPTY_ACCOUNT)
 
     def account_is_empty(self, address: bytes) -> bool:
-        if address == self.coinbase and self._coinbase_delta > 0:
+        if self._credits.get(address, 0) > 0:
             return False
         account = self._account(address)
-        return account is None or account.is_empty
+        if account is None:
+            return True
+        if account.nonce or account.code_hash != EMPTY_SHA3:
+            return False
+        return self.get_balance(address) == 0
 
     def is_address_warm(self, address: bytes) -> bool:
         return address in self._warm
@@ -325,8 +365,8 @@ class OverlayAccountDB(AccountDatabaseAPI):
                     self._writes[key] = old
                 else:
                     del self._writes[key]
-            elif kind == "d":
-                self._coinbase_delta = entry[1]
+            elif kind == "c":
+                self._credits[entry[1]] = entry[2]
             elif kind == "x":
                 self._wiped.discard(entry[1])
             else:

@@ -4,7 +4,13 @@ import pytest
 from eth.constants import EMPTY_SHA3
 from eth.vm.interrupt import MissingBytecode
 
-from compute_unit.state import DictSnapshot, OverlayAccountDB, WriteLayer
+from compute_unit.state import (
+    BlindAccount,
+    DictSnapshot,
+    OverlayAccountDB,
+    WriteLayer,
+    read_holds,
+)
 from storage.keys import AccountFields, acct_key, code_key, slot_key
 
 ALICE, BOB, COINBASE, TOKEN = b"\xaa" * 20, b"\xbb" * 20, b"\xcc" * 20, b"\x70" * 20
@@ -19,9 +25,7 @@ def make_db() -> OverlayAccountDB:
             slot_key(TOKEN, 2): 22,
         }
     )
-    db = OverlayAccountDB(snapshot)
-    db.coinbase = COINBASE
-    return db
+    return OverlayAccountDB(snapshot)
 
 
 def test_reads_record_first_value_below_and_writes_final_values():
@@ -49,13 +53,13 @@ def test_writes_that_change_nothing_are_dropped():
     assert db.finish_transaction().writes == {}
 
 
-def test_discard_undoes_writes_warmth_and_fee_credit():
+def test_discard_undoes_writes_warmth_and_credits():
     db = make_db()
     db.set_storage(TOKEN, 1, 5)
     checkpoint = db.record()
     db.set_storage(TOKEN, 1, 6)
     db.mark_address_warm(BOB)
-    db.credit_coinbase(9)
+    db.credit(COINBASE, 9)
     inner = db.record()
     db.set_code(BOB, b"\x60\x00")
     db.commit(inner)
@@ -64,28 +68,77 @@ def test_discard_undoes_writes_warmth_and_fee_credit():
     assert not db.is_address_warm(BOB)
     assert db.get_code_hash(BOB) == EMPTY_SHA3
     access = db.finish_transaction()
-    assert access.coinbase_delta == 0
+    assert access.credits == {}
     assert access.writes == {slot_key(TOKEN, 1): 5}
 
 
-def test_fee_credit_is_a_delta_not_a_read():
+def test_a_credit_is_a_delta_not_a_read():
     db = make_db()
-    db.credit_coinbase(5)
-    assert db.account_exists(COINBASE) and not db.account_is_empty(COINBASE)
+    db.credit(COINBASE, 5)
+    db.credit(BOB, 3)
+    assert db.account_exists(BOB) and not db.account_is_empty(BOB)
     access = db.finish_transaction()
     assert access.reads == {}
-    assert access.coinbase_delta == 5
+    assert access.credits == {COINBASE: 5, BOB: 3}
     layer = WriteLayer(DictSnapshot({acct_key(COINBASE): AccountFields(balance=7)}))
-    layer.apply(access, tx_index=0)
-    assert layer.get(acct_key(COINBASE)).balance == 12
+    assert layer.apply(access, tx_index=0) == {
+        acct_key(COINBASE): AccountFields(balance=12),
+        acct_key(BOB): AccountFields(balance=3),
+    }
+    assert layer.writer_of(acct_key(BOB)) == 0
 
 
-def test_reading_the_fee_recipient_sees_base_plus_own_credit():
+def test_reading_a_credited_balance_folds_the_credit_in():
     db = make_db()
-    db.credit_coinbase(5)
+    db.credit(COINBASE, 5)
     assert db.get_balance(COINBASE) == 12
+    db.credit(COINBASE, 1)  # the balance was seen: later credits are plain writes
     access = db.finish_transaction()
     assert access.reads == {acct_key(COINBASE): AccountFields(balance=7)}
+    assert access.writes == {acct_key(COINBASE): AccountFields(balance=13)}
+    assert access.credits == {}
+
+
+def test_writing_a_credited_account_folds_the_credit_in():
+    db = make_db()
+    db.credit(ALICE, 5)
+    db.increment_nonce(ALICE)
+    access = db.finish_transaction()
+    assert access.writes == {acct_key(ALICE): AccountFields(nonce=4, balance=105)}
+    assert access.credits == {}
+
+
+def test_a_reverted_frame_takes_its_credit_back_but_not_its_reads():
+    db = make_db()
+    db.credit(BOB, 2)
+    checkpoint = db.record()
+    db.credit(BOB, 5)
+    assert db.get_balance(ALICE) == 100
+    db.discard(checkpoint)
+    access = db.finish_transaction()
+    assert access.credits == {BOB: 2}
+    assert access.reads == {acct_key(ALICE): AccountFields(3, 100)}
+
+
+def test_nonce_and_code_reads_are_blind_to_the_balance():
+    db = make_db()
+    assert db.get_nonce(ALICE) == 3
+    assert not db.account_is_empty(ALICE)  # it has a nonce: no need to look at the balance
+    assert db.account_is_empty(BOB)
+    access = db.finish_transaction()
+    seen = access.reads[acct_key(ALICE)]
+    assert seen == BlindAccount(3, EMPTY_SHA3)
+    assert read_holds(seen, AccountFields(nonce=3, balance=1))
+    assert not read_holds(seen, AccountFields(nonce=4, balance=100))
+    assert not read_holds(seen, None)
+    assert access.reads[acct_key(BOB)] is None
+    assert not read_holds(None, AccountFields(balance=1))
+
+
+def test_emptiness_of_a_nonce_less_account_looks_at_its_balance():
+    db = make_db()
+    assert not db.account_is_empty(COINBASE)
+    assert db.finish_transaction().reads == {acct_key(COINBASE): AccountFields(balance=7)}
 
 
 def test_wiped_storage_reads_zero_and_is_applied_before_writes():
