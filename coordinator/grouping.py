@@ -1,35 +1,77 @@
-"""Splits a block's transactions into groups for the Compute Unit's workers.
+"""Splits a block's transactions into groups for the Compute Unit's workers, and decides
+when a block is better run sequentially.
 
 Foundation policy (the hint table replaces it): transactions of one sender always share a
 group, since each depends on the previous one's nonce; sender components are then packed,
-largest first, into the least loaded of ``n_groups`` groups. Each group lists block indices in
-block order.
+heaviest first by predicted gas, into the least loaded of ``n_groups`` groups. Each group
+lists block indices in block order.
+
+``sequential_reason`` says when the plan cannot pay for its dispatch: a block so small that
+the round trip to the workers costs more than it saves, or one whose largest group carries
+nearly all predicted gas (one long dependency chain).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 Group = list[int]
 
 
-def group_by_sender(senders: Sequence[bytes], n_groups: int) -> list[Group]:
-    """Indices grouped so one sender's transactions stay together, balanced by count."""
+def group_by_sender(
+    senders: Sequence[bytes], n_groups: int, weights: Sequence[int] | None = None
+) -> list[Group]:
+    """Indices grouped so one sender's transactions stay together, balanced by weight."""
     if n_groups < 1:
         raise ValueError(f"n_groups must be at least 1, got {n_groups}")
     by_sender: dict[bytes, list[int]] = {}
     for index, sender in enumerate(senders):
         by_sender.setdefault(sender, []).append(index)
-    return pack_components(list(by_sender.values()), n_groups)
+    return pack_components(list(by_sender.values()), n_groups, weights)
 
 
-def pack_components(components: list[list[int]], n_groups: int) -> list[Group]:
-    """Greedy longest-first packing of index lists into ``n_groups`` sorted groups."""
+def pack_components(
+    components: list[list[int]], n_groups: int, weights: Sequence[int] | None = None
+) -> list[Group]:
+    """Greedy heaviest-first packing of index lists into ``n_groups`` sorted groups.
+
+    A component weighs the sum of its members' ``weights`` (one each when not given).
+    """
+
+    def weight(component: list[int]) -> int:
+        return len(component) if weights is None else sum(weights[i] for i in component)
+
     groups: list[list[int]] = [[] for _ in range(n_groups)]
     load = [(0, g) for g in range(n_groups)]
-    for component in sorted(components, key=lambda c: (-len(c), c[0])):
+    for component in sorted(components, key=lambda c: (-weight(c), c[0])):
         size, g = heapq.heappop(load)
         groups[g].extend(component)
-        heapq.heappush(load, (size + len(component), g))
+        heapq.heappush(load, (size + weight(component), g))
     return [sorted(group) for group in groups if group]
+
+
+@dataclass(frozen=True)
+class FallbackPolicy:
+    """When a block runs sequentially in process instead of on the workers.
+
+    ``min_gas``: predicted gas under which dispatch costs more than parallelism saves;
+    ``min_gain``: the least predicted gain (total gas / largest group's gas) worth dispatch.
+    """
+
+    min_gas: int = 1_000_000
+    min_gain: float = 1.15
+
+
+def sequential_reason(
+    groups: Sequence[Group], weights: Sequence[int], policy: FallbackPolicy
+) -> str | None:
+    """Why this plan should run sequentially, or None when running it in parallel pays."""
+    total = sum(weights)
+    if total < policy.min_gas:
+        return f"predicted gas {total:,} under {policy.min_gas:,}: dispatch costs more"
+    largest = max((sum(weights[i] for i in group) for group in groups), default=0)
+    if largest and total / largest < policy.min_gain:
+        return f"one group carries {largest / total:.0%} of predicted gas: a dependency chain"
+    return None

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 from eth.abc import SignedTransactionAPI
 
 from compute_unit.blockstm import ValidatedBlock, validate_block
-from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
 from compute_unit.sequential import SequentialChain, SequentialResult
-from compute_unit.state import DictSnapshot, StateReader
+from compute_unit.state import DictSnapshot, StateReader, WriteLayer
 from coordinator.admission import Rejection, admit
-from coordinator.grouping import Group, group_by_sender
+from coordinator.grouping import FallbackPolicy, Group, group_by_sender, sequential_reason
 from storage.committer import TrieCommitter
 from storage.keys import StateKey, code_key
 
@@ -41,11 +41,21 @@ class ComputeUnitAPI(Protocol):
     ) -> dict[int, TxOutcome]: ...
 
 
-Grouper = Callable[[Sequence[SignedTransactionAPI], int], list[Group]]
+Grouper = Callable[[Sequence[SignedTransactionAPI], int, Sequence[int]], list[Group]]
 
 
-def sender_grouping(txs: Sequence[SignedTransactionAPI], n_groups: int) -> list[Group]:
-    return group_by_sender([tx.sender for tx in txs], n_groups)
+def sender_grouping(
+    txs: Sequence[SignedTransactionAPI], n_groups: int, weights: Sequence[int]
+) -> list[Group]:
+    return group_by_sender([tx.sender for tx in txs], n_groups, weights)
+
+
+DEFAULT_FALLBACK = FallbackPolicy()
+
+
+def predicted_gas(txs: Sequence[SignedTransactionAPI]) -> list[int]:
+    """Each transaction's predicted gas: its gas limit, until the hint table learns better."""
+    return [tx.gas for tx in txs]
 
 
 @dataclass
@@ -53,14 +63,25 @@ class ParallelResult:
     block: ValidatedBlock
     groups: list[Group]
     elapsed_s: float
+    fallback: str | None = None  # why the block ran sequentially in process, if it did
 
 
 class ParallelExecutor:
-    """Groups a block, runs the groups on a Compute Unit, validates in block order."""
+    """Groups a block, runs the groups on a Compute Unit, validates in block order.
 
-    def __init__(self, cu: ComputeUnitAPI, grouper: Grouper = sender_grouping) -> None:
+    A block the fallback policy judges not worth dispatching runs as one group in this
+    process instead (and goes through the same validation).
+    """
+
+    def __init__(
+        self,
+        cu: ComputeUnitAPI,
+        grouper: Grouper = sender_grouping,
+        policy: FallbackPolicy | None = DEFAULT_FALLBACK,
+    ) -> None:
         self.cu = cu
         self.grouper = grouper
+        self.policy = policy
 
     def execute(
         self,
@@ -71,11 +92,21 @@ class ParallelExecutor:
         crash: CrashPlan | None = None,
     ) -> ParallelResult:
         started = time.perf_counter()
-        groups = groups if groups is not None else self.grouper(txs, self.cu.size)
-        raw = [tx.encode() for tx in txs]
-        outcomes = self.cu.execute(env, snapshot, groups, raw, crash)
+        fallback = None
+        if groups is None:
+            weights = predicted_gas(txs)
+            groups = self.grouper(txs, self.cu.size, weights)
+            if self.policy is not None:
+                fallback = sequential_reason(groups, weights, self.policy)
+        if fallback is not None:
+            groups = [list(range(len(txs)))]
+            in_order = run_group(env, WriteLayer(snapshot), list(enumerate(txs)))
+            outcomes = {outcome.index: outcome for outcome in in_order}
+        else:
+            raw = [tx.encode() for tx in txs]
+            outcomes = self.cu.execute(env, snapshot, groups, raw, crash)
         block = validate_block(env, snapshot, txs, outcomes)
-        return ParallelResult(block, groups, time.perf_counter() - started)
+        return ParallelResult(block, groups, time.perf_counter() - started, fallback)
 
 
 @dataclass
@@ -95,6 +126,7 @@ class BlockReport:
     gas_match: bool
     root_match: bool
     state_root: str
+    fallback: str | None = None
 
     @property
     def speedup(self) -> float:
@@ -184,5 +216,6 @@ class ChainRunner:
             gas_match=block.gas_used == sequential.gas_used,
             root_match=root == sequential.state_root,
             state_root="0x" + root.hex(),
+            fallback=parallel.fallback,
         )
         return report, parallel, sequential

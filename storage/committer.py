@@ -64,6 +64,33 @@ class TrieCommitter:
 
         ``code_of`` resolves code hashes the write set points at but does not carry.
         """
+        self._apply(writes, wiped, code_of)
+        return self._persist()
+
+    def commit_steps(
+        self,
+        steps: Iterable[tuple[Mapping[StateKey, Any], Iterable[bytes]]],
+        code_of: Callable[[bytes], bytes],
+    ) -> list[bytes]:
+        """Commit a block one transaction at a time; the state root after each one."""
+        roots = []
+        for writes, wiped in steps:
+            self._apply(writes, wiped, code_of)
+            roots.append(self.account_db.make_state_root())
+        self._persist()
+        return roots
+
+    def _persist(self) -> bytes:
+        self.account_db.persist()
+        self.state_root = self.account_db.state_root
+        return self.state_root
+
+    def _apply(
+        self,
+        writes: Mapping[StateKey, Any],
+        wiped: Iterable[bytes],
+        code_of: Callable[[bytes], bytes],
+    ) -> None:
         adb = self.account_db
         for address in wiped:
             adb.delete_storage(address)
@@ -79,17 +106,6 @@ class TrieCommitter:
         for key, value in writes.items():
             if key[0] == SLOT:
                 adb.set_storage(key[1], key[2], value or 0)
-        adb.persist()
-        self.state_root = adb.state_root
-        return self.state_root
-
-    def commit_steps(
-        self,
-        steps: Iterable[tuple[Mapping[StateKey, Any], Iterable[bytes]]],
-        code_of: Callable[[bytes], bytes],
-    ) -> list[bytes]:
-        """Commit a block one transaction at a time; the state root after each one."""
-        return [self.commit(writes, wiped, code_of) for writes, wiped in steps]
 
 
 class _CodeLookup(Mapping[bytes, bytes]):
