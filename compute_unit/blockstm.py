@@ -108,7 +108,7 @@ def validate_block(
         if env.intermediate_roots:
             steps.append(WriteStep(changed, outcome.access.wiped))
         cumulative_gas += outcome.gas_used
-        receipts.append(receipt_for(tx, outcome, cumulative_gas))
+        receipts.append(receipt_for(outcome, cumulative_gas))
         final.append(outcome)
     return ValidatedBlock(
         receipts=receipts,

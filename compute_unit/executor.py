@@ -10,20 +10,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
-from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI, VirtualMachineAPI
+from eth.abc import (
+    BlockHeaderAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+    VirtualMachineAPI,
+)
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.byzantium import ByzantiumVM
 from eth.vm.forks.byzantium.constants import (
-    EIP658_TRANSACTION_STATUS_CODE_FAILURE,
-    EIP658_TRANSACTION_STATUS_CODE_SUCCESS,
+    EIP658_TRANSACTION_STATUS_CODE_FAILURE as EIP658_FAILURE,
+)
+from eth.vm.forks.byzantium.constants import (
+    EIP658_TRANSACTION_STATUS_CODE_SUCCESS as EIP658_SUCCESS,
 )
 from eth_utils import ValidationError
 
 from compute_unit.state import OverlayAccountDB, StateReader, TxAccess, WriteLayer
-
-LogEntry = tuple[bytes, tuple[int, ...], bytes]
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,16 @@ class CrashPlan:
 
 @dataclass(frozen=True)
 class TxOutcome:
-    """One executed transaction: receipt fields and the access that produced them."""
+    """One executed transaction: its receipt and the access that produced it.
+
+    The receipt is made where the transaction ran (its log bloom costs a hash per topic) with
+    the cumulative gas left at 0; ``receipt_for`` puts the block position's value in.
+    """
 
     index: int
     success: bool
     gas_used: int
-    logs: tuple[LogEntry, ...]
+    receipt: ReceiptAPI | None
     access: TxAccess
     invalid: str | None = None
 
@@ -100,11 +109,13 @@ class TransactionRunner:
         except ValidationError as err:
             access = self.account_db.finish_transaction()
             empty = TxAccess(reads=access.reads, writes={})
-            return TxOutcome(index, False, 0, (), empty, invalid=str(err))
+            return TxOutcome(index, False, 0, None, empty, invalid=str(err))
         gas_used = self.env.vm_class.finalize_gas_used(tx, computation)
-        logs = tuple(computation.get_log_entries())
+        success = not computation.is_error
+        status = EIP658_SUCCESS if success else EIP658_FAILURE
+        receipt = tx.make_receipt(status, 0, computation.get_log_entries())
         access = self.account_db.finish_transaction()
-        return TxOutcome(index, not computation.is_error, gas_used, logs, access)
+        return TxOutcome(index, success, gas_used, receipt, access)
 
 
 def run_group(
@@ -125,10 +136,12 @@ def run_group(
     return outcomes
 
 
-def receipt_for(tx: SignedTransactionAPI, outcome: TxOutcome, cumulative_gas: int) -> Any:
-    """The block receipt of an executed transaction (post-Byzantium status receipts)."""
-    if outcome.success:
-        status = EIP658_TRANSACTION_STATUS_CODE_SUCCESS
-    else:
-        status = EIP658_TRANSACTION_STATUS_CODE_FAILURE
-    return tx.make_receipt(status, cumulative_gas, outcome.logs)
+def receipt_for(outcome: TxOutcome, cumulative_gas: int) -> ReceiptAPI:
+    """The block receipt of an executed transaction at a position with this cumulative gas.
+
+    Before Byzantium the status field is the intermediate state root, put in at commit
+    (``ValidatedBlock.with_state_roots``).
+    """
+    if outcome.receipt is None:
+        raise ValueError(f"transaction {outcome.index} was invalid and has no receipt")
+    return outcome.receipt.copy(gas_used=cumulative_gas)
