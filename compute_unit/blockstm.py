@@ -18,7 +18,13 @@ from typing import Any
 
 from eth.abc import ReceiptAPI, SignedTransactionAPI
 
-from compute_unit.executor import BlockEnv, TransactionRunner, TxOutcome, receipt_for
+from compute_unit.executor import (
+    BlockEnv,
+    TransactionRunner,
+    TxOutcome,
+    rebuild_receipt,
+    receipt_for,
+)
 from compute_unit.state import StateReader, WriteLayer, read_holds
 from storage.keys import StateKey, describe
 
@@ -65,7 +71,8 @@ class ValidatedBlock:
     def with_state_roots(self, roots: Sequence[bytes]) -> None:
         """Put each transaction's post-state root into its receipt (pre-Byzantium)."""
         self.receipts = [
-            r.copy(state_root=root) for r, root in zip(self.receipts, roots, strict=True)
+            rebuild_receipt(receipt, state_root=root)
+            for receipt, root in zip(self.receipts, roots, strict=True)
         ]
 
     @property
