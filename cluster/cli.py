@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run)
     p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
     p.add_argument("folders", nargs="+", help="block folders, or directories holding them")
+    p.add_argument(
+        "--always-parallel",
+        action="store_true",
+        help="dispatch every block to the workers, even those too small to gain from it",
+    )
     p.add_argument("--workers", type=int, default=2, help="workers in the Compute Unit")
     p.add_argument("--json", default="", help="write every row and a summary to this path")
     p.add_argument("--address", default=None, help="join this Ray cluster instead")

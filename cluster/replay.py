@@ -30,7 +30,14 @@ from cluster.runtime import start_ray
 from compute_unit.blockstm import InvalidBlockError
 from compute_unit.worker import ComputeUnit
 from coordinator.block_import import BlockFolderError, ImportedBlock, load_block_folder
-from coordinator.pipeline import BlockReport, ChainRunner, ComputeUnitAPI, ParallelExecutor
+from coordinator.grouping import FallbackPolicy
+from coordinator.pipeline import (
+    DEFAULT_FALLBACK,
+    BlockReport,
+    ChainRunner,
+    ComputeUnitAPI,
+    ParallelExecutor,
+)
 
 CHECK_NAMES = ("gasUsed", "logsBloom", "receiptsRoot", "parallel==sequential")
 
@@ -84,10 +91,15 @@ class ReplayRow:
         }
 
 
-def replay_block(block: ImportedBlock, cu: ComputeUnitAPI) -> ReplayRow:
-    """Run one imported block sequentially and in parallel; check both against the header."""
+def replay_block(
+    block: ImportedBlock, cu: ComputeUnitAPI, policy: FallbackPolicy | None = DEFAULT_FALLBACK
+) -> ReplayRow:
+    """Run one imported block sequentially and in parallel; check both against the header.
+
+    ``policy`` None always dispatches to the workers, even where running in process pays.
+    """
     row = ReplayRow(str(block.path), block.number, block.fork)
-    chain = ChainRunner(block.pre_state, ParallelExecutor(cu))
+    chain = ChainRunner(block.pre_state, ParallelExecutor(cu, policy=policy))
     try:
         report, parallel, sequential = chain.import_block(block.env, block.transactions)
     except (InvalidBlockError, ValidationError) as err:
@@ -159,7 +171,7 @@ def replay(args: argparse.Namespace) -> int:
     print(_header_line())
     try:
         for block in tqdm(blocks, desc="blocks", file=sys.stderr):
-            row = replay_block(block, cu)
+            row = replay_block(block, cu, None if args.always_parallel else DEFAULT_FALLBACK)
             rows.append(row)
             tqdm.write(_format_row(row))
     finally:

@@ -35,8 +35,12 @@ def test_all_sixteen_blocks_are_there():
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
 def test_block_passes_every_check_in_both_modes(folder, cu):
+    """Parallel here always means on the workers: the in-process fallback is switched off."""
     block = load_block_folder(folder)
-    row = replay_block(block, cu)
+    row = replay_block(block, cu, policy=None)
+    assert row.report.fallback is None and row.report.groups == min(
+        2, len({tx.sender for tx in block.transactions})
+    )
     assert not row.error, row.error
     assert row.checks["gasUsed"] and row.checks["logsBloom"], row.checks
     if block.receipts_root_checkable:
@@ -45,6 +49,13 @@ def test_block_passes_every_check_in_both_modes(folder, cu):
         assert row.checks["receiptsRoot"] is None
     assert row.checks["parallel==sequential"], row.report
     assert row.report.txs == len(block.transactions) > 0
+
+
+def test_small_blocks_and_single_sender_chains_run_in_process(cu):
+    small = replay_block(load_block_folder(mainnet_blocks_dir() / "930196"), cu)
+    assert small.passed and "under" in small.report.fallback and small.report.groups == 1
+    chain = replay_block(load_block_folder(mainnet_blocks_dir() / "11814555"), cu)
+    assert chain.passed and "dependency chain" in chain.report.fallback
 
 
 def test_header_checks_catch_a_wrong_result():
