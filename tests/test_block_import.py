@@ -99,3 +99,13 @@ def test_invalid_json_is_named(tmp_path):
 def test_a_directory_without_blocks_is_refused(tmp_path):
     with pytest.raises(BlockFolderError, match="no block folders"):
         expand_folders([str(tmp_path)])
+
+
+def test_bad_ancestor_hashes_are_named(tmp_path):
+    folder = copy_block(tmp_path, "46147")
+    (folder / "block_hashes.json").write_text(json.dumps({"46146": "0x1234"}))
+    with pytest.raises(BlockFolderError, match="block_hashes.json: 46146: .*32 bytes"):
+        load_block_folder(folder)
+    (folder / "block_hashes.json").write_text(json.dumps({"latest": "0x" + "ab" * 32}))
+    with pytest.raises(BlockFolderError, match="block_hashes.json: latest: expected a decimal"):
+        load_block_folder(folder)
