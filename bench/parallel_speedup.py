@@ -1,9 +1,11 @@
 """Benchmark: parallel (Compute Unit, 2 workers) vs sequential py-evm on the same block.
 
 Two 2,000-transaction blocks: low contention (ERC20 transfers, uniform accounts) and high
-contention (AMM-heavy, Zipf 1.2). Execution only: Ray is started and workers are warm before
-timing. Each case is timed side by side, ``--runs`` times (median reported); every parallel run
-is checked against the sequential one (receipts, gas, state root).
+contention (AMM-heavy, Zipf 1.2), each run as ``evmpp run`` runs it: sequential is py-evm to
+its persisted state root, parallel is grouping, workers, validation and commit to the state
+root. Ray is started and workers are warm before timing. Each case is timed side by side,
+``--runs`` times (median reported); every run is checked against the sequential one
+(receipts, gas, state root).
 Writes ``bench/results/parallel_speedup.json``.
 """
 
@@ -17,12 +19,8 @@ from pathlib import Path
 from bench.workload.blocks import BlockGenerator, Mix
 from bench.workload.genesis import block_env, build_genesis
 from cluster.runtime import start_ray
-from compute_unit.sequential import SequentialChain
-from compute_unit.state import DictSnapshot
 from compute_unit.worker import ComputeUnit
-from coordinator.pipeline import ParallelExecutor, first_receipt_mismatch
-from storage.committer import TrieCommitter
-from storage.keys import code_key
+from coordinator.pipeline import ChainRunner, ParallelExecutor
 
 CASES = {
     "low_contention": ("erc20=1", 0.0),
@@ -35,28 +33,17 @@ def run_case(executor, genesis, mix: str, skew: float, txs: int, runs: int, seed
     block = BlockGenerator(genesis, Mix.parse(mix), skew, seed).block(txs)
     env = block_env(1, gas_limit=sum(tx.gas for tx in block))
     items = list(genesis.state.items())
-    snapshot = DictSnapshot(dict(items))
-    executor.execute(env, snapshot, block)  # warm-up: imports, code caches in the workers
+    ChainRunner(items, executor).import_block(env, block)  # warm-up: imports, code caches
     seq_s, par_s, one_s, reexec, matches = [], [], [], [], []
     for _ in range(runs):
-        oracle = SequentialChain(items)
-        sequential = oracle.execute(env, [env.decode(tx.encode()) for tx in block])
-        parallel = executor.execute(env, snapshot, block)
-        one_group = executor.execute(env, snapshot, block, groups=[list(range(len(block)))])
-        root = TrieCommitter(items).commit(
-            parallel.block.writes,
-            parallel.block.wiped,
-            lambda h: snapshot.get(code_key(h)),
-        )
+        report, parallel, sequential = ChainRunner(items, executor).import_block(env, block)
+        whole = [list(range(len(block)))]
+        one_group, _, _ = ChainRunner(items, executor).import_block(env, block, groups=whole)
         seq_s.append(sequential.elapsed_s)
         par_s.append(parallel.elapsed_s)
-        one_s.append(one_group.elapsed_s)
-        reexec.append(parallel.block.reexecutions)
-        matches.append(
-            root == sequential.state_root
-            and parallel.block.gas_used == sequential.gas_used
-            and first_receipt_mismatch(parallel.block.receipts, sequential.receipts) is None
-        )
+        one_s.append(one_group.parallel_ms / 1000)
+        reexec.append(report.reexecutions)
+        matches.append(report.matches and one_group.matches)
     seq_ms, par_ms = statistics.median(seq_s) * 1000, statistics.median(par_s) * 1000
     ratios = [s / p for s, p in zip(seq_s, par_s, strict=True)]
     return {
