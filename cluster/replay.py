@@ -39,7 +39,8 @@ from coordinator.pipeline import (
     ParallelExecutor,
 )
 
-CHECK_NAMES = ("gasUsed", "logsBloom", "receiptsRoot", "parallel==sequential")
+HEADER_CHECKS = ("gasUsed", "logsBloom", "receiptsRoot")
+REPORT_FIELDS = ("txs", "gas_used", "sequential_ms", "parallel_ms", "speedup", "reexecutions")
 
 
 def header_checks(block: ImportedBlock, receipts: Sequence[ReceiptAPI], gas_used: int) -> dict:
@@ -78,13 +79,7 @@ class ReplayRow:
             "folder": self.folder,
             "block": self.number,
             "fork": self.fork,
-            "txs": report.get("txs"),
-            "gas_used": report.get("gas_used"),
-            "sequential_ms": report.get("sequential_ms"),
-            "parallel_ms": report.get("parallel_ms"),
-            "speedup": report.get("speedup"),
-            "reexecutions": report.get("reexecutions"),
-            "groups": report.get("groups"),
+            **{name: report.get(name) for name in (*REPORT_FIELDS, "groups", "fallback")},
             "checks": self.checks,
             "passed": self.passed,
             "error": self.error,
@@ -107,11 +102,8 @@ def replay_block(
         return row
     seq_checks = header_checks(block, sequential.receipts, sequential.gas_used)
     par_checks = header_checks(block, parallel.block.receipts, parallel.block.gas_used)
-    for name in CHECK_NAMES[:3]:
-        if name in seq_checks:
-            row.checks[name] = seq_checks[name] and par_checks[name]
-        else:
-            row.checks[name] = None
+    for name in HEADER_CHECKS:
+        row.checks[name] = seq_checks[name] and par_checks[name] if name in seq_checks else None
     row.checks["parallel==sequential"] = report.matches
     row.report = report
     return row
@@ -126,6 +118,8 @@ def _format_row(row: ReplayRow) -> str:
     r = row.report
     failed = [name for name, ok in row.checks.items() if ok is False]
     verdict = "ok" if not failed else "FAIL " + ",".join(failed)
+    if r.fallback:
+        verdict += f"  (sequential: {r.fallback})"
     return (
         f"{row.number:>9} {row.fork:<15} {r.txs:>5} {r.gas_used:>11,} {r.sequential_ms:>8.1f} "
         f"{r.parallel_ms:>8.1f} {r.speedup:>7.2f}x {r.reexecutions:>7} {verdict}"

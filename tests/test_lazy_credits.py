@@ -46,21 +46,22 @@ def test_many_payments_to_one_address_run_in_parallel_without_conflict():
     assert chain.snapshot.get(acct_key(HOT)).balance == 10**18 + sum(1000 + i for i in range(20))
 
 
-def test_reading_a_credited_balance_is_reexecuted_and_sees_the_credit():
+def pay_then_probe(probe_address: bytes):
+    """Alice pays HOT 777 wei; Bob, in another group, calls a probe that looks at HOT."""
     genesis = small_genesis()
     alice, bob = genesis.wallets[0], genesis.wallets[1]
     pay = sign(alice, genesis.nonces.get(alice.address, 0), HOT, value=777)
-    look = sign(bob, genesis.nonces.get(bob.address, 0), BALANCE_PROBE, gas=60_000)
-    report, parallel, chain = run([pay, look], groups=[[0], [1]])
+    look = sign(bob, genesis.nonces.get(bob.address, 0), probe_address, gas=60_000)
+    return run([pay, look], groups=[[0], [1]])
+
+
+def test_reading_a_credited_balance_is_reexecuted_and_sees_the_credit():
+    _, parallel, chain = pay_then_probe(BALANCE_PROBE)
     assert [c.index for c in parallel.block.conflicts] == [1]
     assert chain.snapshot.get(slot_key(BALANCE_PROBE, 0)) == 10**18 + 777
 
 
 def test_reading_only_the_code_hash_of_a_credited_account_is_not_a_conflict():
-    genesis = small_genesis()
-    alice, bob = genesis.wallets[0], genesis.wallets[1]
-    pay = sign(alice, genesis.nonces.get(alice.address, 0), HOT, value=777)
-    look = sign(bob, genesis.nonces.get(bob.address, 0), CODEHASH_PROBE, gas=60_000)
-    report, _, chain = run([pay, look], groups=[[0], [1]])
+    report, _, chain = pay_then_probe(CODEHASH_PROBE)
     assert report.reexecutions == 0
     assert chain.snapshot.get(slot_key(CODEHASH_PROBE, 0)) == int.from_bytes(keccak(b""), "big")
