@@ -1,0 +1,307 @@
+"""State Storage (SS): the current state, flat in RocksDB, read by state key.
+
+One RocksDB (rocksdict, raw mode) with column families:
+
+- ``index``: 20-byte address -> 5-byte big-endian sequence, allocated in creation order;
+- ``account``: sequence -> RLP(nonce, balance, storage root, code hash), the account trie's
+  own leaf encoding;
+- ``contract``: sequence ‖ 32-byte slot -> value (big-endian, no leading zeros);
+- ``code``: code hash -> code;
+- ``writeset``: 8-byte block number -> the block's encoded write set (``storage/writeset.py``),
+  kept unless ``keep_writesets`` is off (validators);
+- ``meta``: layout version, next sequence, last committed block and its state root.
+
+A block's changes go in one atomic write batch (``write_block``). Reading an account takes two
+point reads (index, account), a slot two (index, contract); ``get_many`` batches them for the
+preloader. Ray workers open the same directory read-only or as a secondary instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rlp
+from eth.constants import BLANK_ROOT_HASH
+from eth.rlp.accounts import Account
+from rlp.exceptions import DecodingError
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey
+from storage.writeset import encode_writeset
+
+LAYOUT_VERSION = 1
+COLUMN_FAMILIES = ("index", "account", "contract", "code", "writeset", "meta")
+SEQ_BYTES = 5
+META_LAYOUT = b"layout"
+META_NEXT_SEQ = b"next_seq"
+META_LAST = b"last_block"
+
+
+class StorageError(RuntimeError):
+    """A store that cannot be read as written: wrong layout, corrupt record (key named)."""
+
+
+@dataclass(frozen=True)
+class CommitMark:
+    """The last block a store holds completely, and its state root."""
+
+    number: int
+    state_root: bytes
+
+    def encode(self) -> bytes:
+        return self.number.to_bytes(8, "big") + self.state_root
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> CommitMark:
+        if len(data) != 40:
+            raise StorageError(f"{where}: commit mark of {len(data)} bytes, expected 40")
+        return cls(int.from_bytes(data[:8], "big"), data[8:])
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.create_missing_column_families(True)
+    return options
+
+
+def open_rocksdb(
+    path: Path, families: Sequence[str], read_only: bool = False, secondary: Path | None = None
+) -> Rdict:
+    """A RocksDB with the given column families, for writing, read-only or as a secondary."""
+    columns = {name: Options(raw_mode=True) for name in families}
+    if secondary is not None:
+        access = AccessType.secondary(str(secondary))
+    else:
+        access = AccessType.read_only() if read_only else AccessType.read_write()
+    return Rdict(str(path), options=_options(), column_families=columns, access_type=access)
+
+
+def check_layout(meta: Rdict, where: str, writable: bool) -> None:
+    """Refuse a store written with another layout; stamp a new one."""
+    stored = meta.get(META_LAYOUT)
+    if stored is None:
+        if writable:
+            meta[META_LAYOUT] = LAYOUT_VERSION.to_bytes(4, "big")
+        return
+    version = int.from_bytes(stored, "big")
+    if version != LAYOUT_VERSION:
+        raise StorageError(
+            f"{where}: meta/layout is version {version}, this build reads {LAYOUT_VERSION}"
+        )
+
+
+class StateStorage:
+    """The flat current state; a ``StateReader`` (``get``) with batched reads and block writes."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        secondary: str | Path | None = None,
+        keep_writesets: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.read_only = read_only or secondary is not None
+        self.keep_writesets = keep_writesets
+        self._db = open_rocksdb(
+            self.path,
+            COLUMN_FAMILIES,
+            read_only=read_only,
+            secondary=Path(secondary) if secondary is not None else None,
+        )
+        self._cf = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
+        self._handles = {name: self._db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
+        try:
+            check_layout(self._cf["meta"], f"{self.path}", writable=not self.read_only)
+        except StorageError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the DB (every column-family view holds it open too)."""
+        for family in self._cf.values():
+            family.close()
+        self._cf.clear()
+        self._handles.clear()
+        self._db.close()
+
+    def catch_up(self) -> None:
+        """A secondary instance: see what the primary has written since."""
+        self._db.try_catch_up_with_primary()
+
+    # -- reads ------------------------------------------------------------------------------
+    def last_committed(self) -> CommitMark | None:
+        data = self._cf["meta"].get(META_LAST)
+        return None if data is None else CommitMark.decode(data, f"{self.path}: meta/last_block")
+
+    def sequence_of(self, address: bytes) -> bytes | None:
+        return self._cf["index"].get(address)
+
+    def get(self, key: StateKey) -> Any:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[StateKey]) -> list[Any]:
+        """Values of many state keys in three batched lookups (index, then accounts and slots,
+        then code)."""
+        addresses = sorted({key[1] for key in keys if key[0] != CODE})
+        seqs = (
+            dict(zip(addresses, self._cf["index"].get(addresses), strict=True)) if addresses else {}
+        )
+        account_keys = sorted({seqs[key[1]] for key in keys if key[0] == ACCT and seqs[key[1]]})
+        slot_keys = sorted(
+            {seqs[k[1]] + k[2].to_bytes(32, "big") for k in keys if k[0] == SLOT and seqs[k[1]]}
+        )
+        code_keys = sorted({key[1] for key in keys if key[0] == CODE})
+        accounts = self._multi("account", account_keys)
+        slots = self._multi("contract", slot_keys)
+        codes = self._multi("code", code_keys)
+        values = []
+        for key in keys:
+            if key[0] == CODE:
+                values.append(codes.get(key[1]))
+                continue
+            seq = seqs[key[1]]
+            if seq is None:
+                values.append(None)
+            elif key[0] == ACCT:
+                record = accounts.get(seq)
+                values.append(None if record is None else self._fields(seq, record))
+            else:
+                raw = slots.get(seq + key[2].to_bytes(32, "big"))
+                values.append(None if raw is None else int.from_bytes(raw, "big"))
+        return values
+
+    def _multi(self, family: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        if not keys:
+            return {}
+        found = self._cf[family].get(keys)
+        return {key: value for key, value in zip(keys, found, strict=True) if value is not None}
+
+    def _record(self, seq: bytes, data: bytes) -> Account:
+        try:
+            return rlp.decode(data, sedes=Account)
+        except (DecodingError, rlp.exceptions.DeserializationError) as err:
+            raise StorageError(f"{self.path}: account/{seq.hex()}: corrupt record: {err}") from err
+
+    def _fields(self, seq: bytes, data: bytes) -> AccountFields:
+        record = self._record(seq, data)
+        return AccountFields(record.nonce, record.balance, record.code_hash)
+
+    def account_record(self, address: bytes) -> Account | None:
+        """The stored account with its storage root (the account trie's leaf)."""
+        seq = self.sequence_of(address)
+        data = None if seq is None else self._cf["account"].get(seq)
+        return None if data is None else self._record(seq, data)
+
+    def storage(self, address: bytes) -> Iterator[tuple[int, int]]:
+        """Every non-zero slot of an account, in slot order."""
+        seq = self.sequence_of(address)
+        if seq is None:
+            return
+        for key, value in self._cf["contract"].items(from_key=seq):
+            if key[:SEQ_BYTES] != seq:
+                return
+            yield int.from_bytes(key[SEQ_BYTES:], "big"), int.from_bytes(value, "big")
+
+    def writeset(self, number: int) -> bytes | None:
+        return self._cf["writeset"].get(number.to_bytes(8, "big"))
+
+    # -- writes -----------------------------------------------------------------------------
+    def write_block(
+        self,
+        mark: CommitMark,
+        writes: Mapping[StateKey, Any],
+        wiped: Iterable[bytes],
+        storage_roots: Mapping[bytes, bytes],
+    ) -> None:
+        """Apply one block's changes (wipes first) in one atomic batch, then record ``mark``.
+
+        ``storage_roots`` holds the new storage root of every account whose storage changed.
+        """
+        if self.read_only:
+            raise StorageError(f"{self.path}: opened read-only")
+        wiped = sorted(set(wiped))
+        batch = WriteBatch(raw_mode=True)
+        next_seq = int.from_bytes(self._cf["meta"].get(META_NEXT_SEQ, b"\0"), "big")
+        seqs: dict[bytes, bytes] = {}
+
+        def seq_for(address: bytes) -> bytes:
+            nonlocal next_seq
+            if address not in seqs:
+                found = self.sequence_of(address)
+                if found is None:
+                    found = next_seq.to_bytes(SEQ_BYTES, "big")
+                    next_seq += 1
+                    batch.put(address, found, self._handles["index"])
+                seqs[address] = found
+            return seqs[address]
+
+        contract = self._handles["contract"]
+        for address in wiped:
+            seq = self.sequence_of(address)
+            if seq is not None:
+                end = (int.from_bytes(seq, "big") + 1).to_bytes(SEQ_BYTES, "big")
+                batch.delete_range(seq, end, contract)
+        touched = {key[1] for key in writes if key[0] == ACCT} | set(storage_roots)
+        for address in sorted(touched):
+            self._put_account(batch, seq_for(address), address, writes, wiped, storage_roots)
+        for key, value in writes.items():
+            if key[0] == SLOT:
+                slot = seq_for(key[1]) + key[2].to_bytes(32, "big")
+                if value:
+                    batch.put(slot, value.to_bytes((value.bit_length() + 7) // 8, "big"), contract)
+                else:
+                    batch.delete(slot, contract)
+            elif key[0] == CODE:
+                batch.put(key[1], value, self._handles["code"])
+        if self.keep_writesets:
+            number = mark.number.to_bytes(8, "big")
+            batch.put(number, encode_writeset(writes, wiped), self._handles["writeset"])
+        meta = self._handles["meta"]
+        batch.put(META_NEXT_SEQ, next_seq.to_bytes(SEQ_BYTES, "big"), meta)
+        batch.put(META_LAST, mark.encode(), meta)
+        self._db.write(batch)
+
+    def _put_account(
+        self,
+        batch: WriteBatch,
+        seq: bytes,
+        address: bytes,
+        writes: Mapping[StateKey, Any],
+        wiped: Sequence[bytes],
+        storage_roots: Mapping[bytes, bytes],
+    ) -> None:
+        accounts = self._handles["account"]
+        current = self.account_record(address)
+        if (ACCT, address) in writes:
+            fields = writes[(ACCT, address)]
+            if fields is None:
+                batch.delete(seq, accounts)
+                return
+        elif current is not None:
+            fields = AccountFields(current.nonce, current.balance, current.code_hash)
+        else:
+            return  # storage of an account that does not exist: no record to carry its root
+        if address in storage_roots:
+            root = storage_roots[address]
+        elif current is not None and address not in wiped:
+            root = current.storage_root
+        else:
+            root = BLANK_ROOT_HASH
+        record = Account(fields.nonce, fields.balance, root, fields.code_hash)
+        batch.put(seq, rlp.encode(record), accounts)
+
+    def mark_committed(self, mark: CommitMark) -> None:
+        """Record ``mark`` alone (recovery: a block whose state is already here)."""
+        self._cf["meta"][META_LAST] = mark.encode()
+
+    def flush(self) -> None:
+        self._db.flush()
+
+    def property_int(self, name: str) -> int | None:
+        return self._db.property_int_value(name)

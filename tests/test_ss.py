@@ -1,0 +1,139 @@
+"""State Storage: what was written is what is read, across blocks, wipes, deletions and
+reopening (read-only and as a secondary); a wrong layout or a corrupt record is named."""
+
+import pytest
+from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compute_unit.state import DictSnapshot
+from storage.keys import AccountFields, acct_key, code_key, slot_key
+from storage.ss import CommitMark, StateStorage, StorageError
+from storage.writeset import decode_writeset
+
+ADDRESSES = [bytes([i]) * 20 for i in range(1, 7)]
+SLOTS = [0, 1, 2**255, 2**256 - 1]
+
+account = st.builds(
+    AccountFields,
+    nonce=st.integers(0, 3),
+    balance=st.integers(0, 2**70),
+    code_hash=st.sampled_from([EMPTY_SHA3, b"\x11" * 32]),
+)
+writes = st.dictionaries(
+    st.one_of(
+        st.builds(acct_key, st.sampled_from(ADDRESSES)),
+        st.builds(slot_key, st.sampled_from(ADDRESSES), st.sampled_from(SLOTS)),
+    ),
+    st.none(),
+    max_size=12,
+).flatmap(
+    lambda keys: st.fixed_dictionaries(
+        {
+            key: (st.one_of(st.none(), account) if key[0] == "acct" else st.integers(0, 2**256 - 1))
+            for key in keys
+        }
+    )
+)
+block = st.tuples(writes, st.frozensets(st.sampled_from(ADDRESSES), max_size=2))
+
+
+def all_keys():
+    return [acct_key(a) for a in ADDRESSES] + [slot_key(a, s) for a in ADDRESSES for s in SLOTS]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(block, min_size=1, max_size=6))
+def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
+    path = tmp_path_factory.mktemp("ss")
+    ss = StateStorage(path)
+    model = DictSnapshot()
+    try:
+        for number, (block_writes, wiped) in enumerate(blocks, start=1):
+            wiped = {a for a in wiped if (acct_key(a) not in block_writes)}
+            roots = {key[1]: bytes([number]) * 32 for key in block_writes if key[0] == "slot"}
+            ss.write_block(CommitMark(number, b"\x01" * 32), block_writes, wiped, roots)
+            model.apply(block_writes, wiped)
+            expected = [model.get(key) for key in all_keys()]
+            assert ss.get_many(all_keys()) == expected
+            assert [ss.get(key) for key in all_keys()] == expected
+            for address in ADDRESSES:
+                stored = dict(ss.storage(address))
+                assert stored == {
+                    s: model.get(slot_key(address, s))
+                    for s in SLOTS
+                    if model.get(slot_key(address, s))
+                }
+            decoded = decode_writeset(ss.writeset(number))
+            assert decoded.writes == {
+                k: (v or 0) if k[0] == "slot" else v for k, v in block_writes.items()
+            }
+            assert decoded.wiped == frozenset(wiped)
+        assert ss.last_committed() == CommitMark(len(blocks), b"\x01" * 32)
+    finally:
+        ss.close()
+
+
+def test_sequences_follow_creation_order_and_storage_roots_are_kept(tmp_path):
+    ss = StateStorage(tmp_path / "ss")
+    a, b = ADDRESSES[:2]
+    ss.write_block(CommitMark(1, b"\0" * 32), {acct_key(b): AccountFields(1)}, (), {})
+    ss.write_block(
+        CommitMark(2, b"\0" * 32),
+        {acct_key(a): AccountFields(2), slot_key(a, 1): 5},
+        (),
+        {a: b"\x07" * 32},
+    )
+    assert ss.sequence_of(b) == (0).to_bytes(5, "big")
+    assert ss.sequence_of(a) == (1).to_bytes(5, "big")
+    ss.write_block(CommitMark(3, b"\0" * 32), {acct_key(a): AccountFields(3)}, (), {})
+    assert ss.account_record(a).storage_root == b"\x07" * 32  # storage untouched: root kept
+    ss.write_block(CommitMark(4, b"\0" * 32), {acct_key(a): AccountFields(4)}, {a}, {})
+    assert ss.account_record(a).storage_root == BLANK_ROOT_HASH  # wiped
+    assert ss.get(slot_key(a, 1)) is None
+    ss.close()
+
+
+def test_code_and_reopening_read_only_and_as_secondary(tmp_path):
+    path = tmp_path / "ss"
+    ss = StateStorage(path)
+    ss.write_block(CommitMark(1, b"\x05" * 32), {code_key(b"\x22" * 32): b"\x60\x00"}, (), {})
+    secondary = StateStorage(path, secondary=tmp_path / "secondary")
+    ss.write_block(CommitMark(2, b"\x06" * 32), {acct_key(ADDRESSES[0]): AccountFields(9)}, (), {})
+    ss.flush()
+    secondary.catch_up()
+    assert secondary.get(acct_key(ADDRESSES[0])) == AccountFields(9)
+    assert secondary.last_committed() == CommitMark(2, b"\x06" * 32)
+    with pytest.raises(StorageError, match="read-only"):
+        secondary.write_block(CommitMark(3, b"\0" * 32), {}, (), {})
+    secondary.close()
+    ss.close()
+    reader = StateStorage(path, read_only=True)
+    assert reader.get(code_key(b"\x22" * 32)) == b"\x60\x00"
+    reader.close()
+
+
+def test_validators_can_turn_write_sets_off(tmp_path):
+    ss = StateStorage(tmp_path / "ss", keep_writesets=False)
+    ss.write_block(CommitMark(1, b"\0" * 32), {acct_key(ADDRESSES[0]): AccountFields(1)}, (), {})
+    assert ss.writeset(1) is None
+    ss.close()
+
+
+def test_a_store_of_another_layout_is_refused(tmp_path):
+    ss = StateStorage(tmp_path / "ss")
+    ss._cf["meta"][b"layout"] = (99).to_bytes(4, "big")
+    ss.close()
+    with pytest.raises(StorageError, match="meta/layout is version 99"):
+        StateStorage(tmp_path / "ss")
+
+
+def test_a_corrupt_account_record_is_named(tmp_path):
+    ss = StateStorage(tmp_path / "ss")
+    ss.write_block(CommitMark(1, b"\0" * 32), {acct_key(ADDRESSES[0]): AccountFields(1)}, (), {})
+    ss._cf["account"][ss.sequence_of(ADDRESSES[0])] = b"\xff\x01garbage"
+    with pytest.raises(StorageError, match="account/0000000000: corrupt record"):
+        ss.get(acct_key(ADDRESSES[0]))
+    ss.close()
