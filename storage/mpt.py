@@ -1,0 +1,321 @@
+"""Ethereum's hexary Merkle Patricia trie in memory: nodes, updates, hashing, proofs.
+
+The State Commitment (``storage/sc.py``) keeps its tries as these nodes and persists them in
+pages (``storage/pages.py``). Nodes are immutable: an update builds new nodes along the
+changed path and shares the rest, so the trie of an earlier block stays intact while the next
+one is built. Each node computes its RLP and reference (the node itself when its encoding is
+under 32 bytes, else its Keccak hash) once, on demand, so a block re-hashes only what it
+changed. A ``Stub`` stands for a subtree not loaded yet: it knows its reference (enough to
+hash its parent) and where to load it from; the trie asks its loader when it must descend.
+
+Roots are the same as py-trie's ``HexaryTrie`` for the same keys and values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import rlp
+from eth.constants import BLANK_ROOT_HASH
+from eth_hash.auto import keccak
+
+Raw = Any  # an RLP structure: bytes or a list of them
+
+
+def to_nibbles(key: bytes) -> bytes:
+    out = bytearray()
+    for byte in key:
+        out.append(byte >> 4)
+        out.append(byte & 0x0F)
+    return bytes(out)
+
+
+def from_nibbles(nibbles: bytes) -> bytes:
+    return bytes((nibbles[i] << 4) | nibbles[i + 1] for i in range(0, len(nibbles), 2))
+
+
+def hp_encode(nibbles: bytes, leaf: bool) -> bytes:
+    """Hex-prefix encoding of a node's path (Yellow Paper, appendix C)."""
+    flag = 2 if leaf else 0
+    if len(nibbles) % 2:
+        return from_nibbles(bytes([flag + 1]) + nibbles)
+    return from_nibbles(bytes([flag, 0]) + nibbles)
+
+
+def hp_decode(data: bytes) -> tuple[bytes, bool]:
+    nibbles = to_nibbles(data)
+    if not nibbles or nibbles[0] > 3:
+        raise ValueError(f"bad hex-prefix flag in {data.hex()}")
+    leaf = nibbles[0] >= 2
+    return (nibbles[1:] if nibbles[0] % 2 else nibbles[2:]), leaf
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Node:
+    """A trie node; ``raw`` is its RLP structure with children by reference."""
+
+    __slots__ = ("_encoded", "_ref")
+
+    def __init__(self) -> None:
+        self._encoded: bytes | None = None
+        self._ref: Raw = None
+
+    def raw(self) -> Raw:
+        raise NotImplementedError
+
+    @property
+    def encoded(self) -> bytes:
+        if self._encoded is None:
+            self._encoded = rlp.encode(self.raw())
+        return self._encoded
+
+    @property
+    def ref(self) -> Raw:
+        """How a parent refers to this node: inline under 32 bytes, else by hash."""
+        if self._ref is None:
+            encoded = self.encoded
+            self._ref = self.raw() if len(encoded) < 32 else keccak(encoded)
+        return self._ref
+
+    @property
+    def hash(self) -> bytes:
+        return keccak(self.encoded)
+
+
+class Leaf(Node):
+    __slots__ = ("path", "value")
+
+    def __init__(self, path: bytes, value: bytes) -> None:
+        super().__init__()
+        self.path, self.value = path, value
+
+    def raw(self) -> Raw:
+        return [hp_encode(self.path, True), self.value]
+
+
+class Extension(Node):
+    __slots__ = ("path", "child")
+
+    def __init__(self, path: bytes, child: Node) -> None:
+        super().__init__()
+        self.path, self.child = path, child
+
+    def raw(self) -> Raw:
+        return [hp_encode(self.path, False), self.child.ref]
+
+
+class Branch(Node):
+    __slots__ = ("children", "value")
+
+    def __init__(self, children: tuple[Node | None, ...], value: bytes = b"") -> None:
+        super().__init__()
+        self.children, self.value = children, value
+
+    def raw(self) -> Raw:
+        return [b"" if c is None else c.ref for c in self.children] + [self.value]
+
+
+class Stub(Node):
+    """A subtree not loaded: its reference and where it lives (``locator``)."""
+
+    __slots__ = ("stub_ref", "locator")
+
+    def __init__(self, ref: bytes, locator: Any) -> None:
+        super().__init__()
+        self.stub_ref, self.locator = ref, locator
+        self._ref = ref
+
+    def raw(self) -> Raw:
+        raise RuntimeError("a stub has no body until it is loaded")
+
+
+EMPTY_CHILDREN: tuple[None, ...] = (None,) * 16
+Loader = Callable[[Stub], Node]
+
+
+def _no_loader(stub: Stub) -> Node:
+    raise RuntimeError(f"no loader for subtree {stub.stub_ref.hex()}")
+
+
+class Trie:
+    """A mutable handle on immutable nodes: ``root`` changes, old roots stay valid."""
+
+    def __init__(self, root: Node | None = None, loader: Loader = _no_loader) -> None:
+        self.root = root
+        self.loader = loader
+
+    def _load(self, node: Node | None) -> Node | None:
+        return self.loader(node) if isinstance(node, Stub) else node
+
+    # -- reads ------------------------------------------------------------------------------
+    @property
+    def root_hash(self) -> bytes:
+        return BLANK_ROOT_HASH if self.root is None else keccak(self._root_encoded())
+
+    def _root_encoded(self) -> bytes:
+        root = self.root
+        return root.encoded if not isinstance(root, Stub) else self._load(root).encoded
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._walk(to_nibbles(key), None)
+
+    def proof(self, key: bytes) -> tuple[Raw, ...]:
+        """Nodes on the path to ``key`` (RLP structures), as py-trie's ``get_proof`` gives."""
+        nodes: list[Raw] = []
+        self._walk(to_nibbles(key), nodes)
+        return tuple(nodes)
+
+    def _walk(self, path: bytes, proof: list[Raw] | None) -> bytes | None:
+        node = self._load(self.root)
+        first = True
+        while node is not None:
+            if proof is not None and (first or len(node.encoded) >= 32):
+                proof.append(node.raw())
+            first = False
+            if isinstance(node, Leaf):
+                return node.value if node.path == path else None
+            if isinstance(node, Extension):
+                if path[: len(node.path)] != node.path:
+                    return None
+                path = path[len(node.path) :]
+                node = self._load(node.child)
+            else:
+                assert isinstance(node, Branch)
+                if not path:
+                    return node.value or None
+                node = self._load(node.children[path[0]])
+                path = path[1:]
+        return None
+
+    # -- writes -----------------------------------------------------------------------------
+    def put(self, key: bytes, value: bytes) -> None:
+        """Set ``key`` to ``value``; an empty value deletes it."""
+        path = to_nibbles(key)
+        if value:
+            self.root = self._put(self.root, path, value)
+        else:
+            self.root = self._delete(self.root, path)
+
+    def _put(self, node: Node | None, path: bytes, value: bytes) -> Node:
+        node = self._load(node)
+        if node is None:
+            return Leaf(path, value)
+        if isinstance(node, Leaf):
+            if node.path == path:
+                return Leaf(path, value)
+            return self._fork(node.path, node, path, Leaf(path, value), value)
+        if isinstance(node, Extension):
+            common = _common_prefix(node.path, path)
+            if common == len(node.path):
+                return Extension(node.path, self._put(node.child, path[common:], value))
+            return self._fork(node.path, node, path, Leaf(path, value), value)
+        assert isinstance(node, Branch)
+        if not path:
+            return Branch(node.children, value)
+        children = list(node.children)
+        children[path[0]] = self._put(children[path[0]], path[1:], value)
+        return Branch(tuple(children), node.value)
+
+    def _fork(self, old_path: bytes, old: Node, new_path: bytes, new: Leaf, value: bytes) -> Node:
+        """A branch where ``old`` (a leaf or extension) and a new leaf part ways."""
+        common = _common_prefix(old_path, new_path)
+        children: list[Node | None] = [None] * 16
+        branch_value = b""
+        old_rest = old_path[common:]
+        if not old_rest:
+            assert isinstance(old, Leaf)
+            branch_value = old.value
+        elif isinstance(old, Leaf):
+            children[old_rest[0]] = Leaf(old_rest[1:], old.value)
+        else:
+            assert isinstance(old, Extension)
+            children[old_rest[0]] = (
+                Extension(old_rest[1:], old.child) if len(old_rest) > 1 else old.child
+            )
+        new_rest = new_path[common:]
+        if not new_rest:
+            branch_value = value
+        else:
+            children[new_rest[0]] = Leaf(new_rest[1:], value)
+        branch = Branch(tuple(children), branch_value)
+        return Extension(old_path[:common], branch) if common else branch
+
+    def _delete(self, node: Node | None, path: bytes) -> Node | None:
+        node = self._load(node)
+        if node is None:
+            return None
+        if isinstance(node, Leaf):
+            return None if node.path == path else node
+        if isinstance(node, Extension):
+            if path[: len(node.path)] != node.path:
+                return node
+            child = self._delete(node.child, path[len(node.path) :])
+            return self._prepend(node.path, child)
+        assert isinstance(node, Branch)
+        if not path:
+            if not node.value:
+                return node
+            return self._normalize(node.children, b"")
+        child = node.children[path[0]]
+        new_child = self._delete(child, path[1:])
+        if new_child is child:
+            return node
+        children = list(node.children)
+        children[path[0]] = new_child
+        return self._normalize(tuple(children), node.value)
+
+    def _normalize(self, children: tuple[Node | None, ...], value: bytes) -> Node | None:
+        """A branch left with fewer than two entries collapses into its one remaining entry."""
+        present = [i for i, c in enumerate(children) if c is not None]
+        if len(present) + (1 if value else 0) >= 2:
+            return Branch(children, value)
+        if value:
+            return Leaf(b"", value)
+        if not present:
+            return None
+        index = present[0]
+        return self._prepend(bytes([index]), children[index])
+
+    def _prepend(self, prefix: bytes, child: Node | None) -> Node | None:
+        """``prefix`` followed by ``child``, merged with it when it is a leaf or extension."""
+        child = self._load(child)
+        if child is None:
+            return None
+        if isinstance(child, Leaf):
+            return Leaf(prefix + child.path, child.value)
+        if isinstance(child, Extension):
+            return Extension(prefix + child.path, child.child)
+        return Extension(prefix, child)
+
+
+def decode_node(encoded: bytes) -> Node:
+    """A node (children as inline nodes or hash stubs without locator) from its RLP."""
+    return _from_raw(rlp.decode(encoded))
+
+
+def _from_raw(raw: Raw) -> Node:
+    if len(raw) == 17:
+        children = tuple(_child_from_raw(c) for c in raw[:16])
+        return Branch(children, raw[16])
+    if len(raw) == 2:
+        path, leaf = hp_decode(raw[0])
+        if leaf:
+            return Leaf(path, raw[1])
+        return Extension(path, _child_from_raw(raw[1]))
+    raise ValueError(f"a trie node has 2 or 17 items, not {len(raw)}")
+
+
+def _child_from_raw(raw: Raw) -> Node | None:
+    if raw == b"":
+        return None
+    if isinstance(raw, bytes):
+        return Stub(raw, None)
+    return _from_raw(raw)
