@@ -62,11 +62,12 @@ def _common_prefix(a: bytes, b: bytes) -> int:
 class Node:
     """A trie node; ``raw`` is its RLP structure with children by reference."""
 
-    __slots__ = ("_encoded", "_ref")
+    __slots__ = ("_encoded", "_ref", "origin")
 
     def __init__(self) -> None:
         self._encoded: bytes | None = None
         self._ref: Raw = None
+        self.origin: int | None = None  # sequence of the page it is stored in, if stored
 
     def raw(self) -> Raw:
         raise NotImplementedError
@@ -91,11 +92,13 @@ class Node:
 
 
 class Leaf(Node):
-    __slots__ = ("path", "value")
+    """``sub`` is what the leaf's value anchors below it (an account's storage trie pages)."""
 
-    def __init__(self, path: bytes, value: bytes) -> None:
+    __slots__ = ("path", "value", "sub")
+
+    def __init__(self, path: bytes, value: bytes, sub: Any = None) -> None:
         super().__init__()
-        self.path, self.value = path, value
+        self.path, self.value, self.sub = path, value, sub
 
     def raw(self) -> Raw:
         return [hp_encode(self.path, True), self.value]
@@ -165,7 +168,13 @@ class Trie:
         return root.encoded if not isinstance(root, Stub) else self._load(root).encoded
 
     def get(self, key: bytes) -> bytes | None:
-        return self._walk(to_nibbles(key), None)
+        node = self._walk(to_nibbles(key), None)
+        return None if node is None else node.value or None
+
+    def leaf(self, key: bytes) -> Leaf | None:
+        """The leaf holding ``key`` (with its ``sub``), if the key ends in a leaf."""
+        node = self._walk(to_nibbles(key), None)
+        return node if isinstance(node, Leaf) else None
 
     def proof(self, key: bytes) -> tuple[Raw, ...]:
         """Nodes on the path to ``key`` (RLP structures), as py-trie's ``get_proof`` gives."""
@@ -173,7 +182,8 @@ class Trie:
         self._walk(to_nibbles(key), nodes)
         return tuple(nodes)
 
-    def _walk(self, path: bytes, proof: list[Raw] | None) -> bytes | None:
+    def _walk(self, path: bytes, proof: list[Raw] | None) -> Leaf | Branch | None:
+        """The node where ``path`` ends (a leaf, or a branch holding a value), if any."""
         node = self._load(self.root)
         first = True
         while node is not None:
@@ -181,7 +191,7 @@ class Trie:
                 proof.append(node.raw())
             first = False
             if isinstance(node, Leaf):
-                return node.value if node.path == path else None
+                return node if node.path == path else None
             if isinstance(node, Extension):
                 if path[: len(node.path)] != node.path:
                     return None
@@ -190,41 +200,43 @@ class Trie:
             else:
                 assert isinstance(node, Branch)
                 if not path:
-                    return node.value or None
+                    return node if node.value else None
                 node = self._load(node.children[path[0]])
                 path = path[1:]
         return None
 
     # -- writes -----------------------------------------------------------------------------
-    def put(self, key: bytes, value: bytes) -> None:
-        """Set ``key`` to ``value``; an empty value deletes it."""
+    def put(self, key: bytes, value: bytes, sub: Any = None) -> None:
+        """Set ``key`` to ``value`` (``sub`` travels with its leaf); empty value deletes."""
         path = to_nibbles(key)
         if value:
-            self.root = self._put(self.root, path, value)
+            self.root = self._put(self.root, path, Leaf(path, value, sub))
         else:
             self.root = self._delete(self.root, path)
 
-    def _put(self, node: Node | None, path: bytes, value: bytes) -> Node:
+    def _put(self, node: Node | None, path: bytes, new: Leaf) -> Node:
         node = self._load(node)
         if node is None:
-            return Leaf(path, value)
+            return Leaf(path, new.value, new.sub)
         if isinstance(node, Leaf):
             if node.path == path:
-                return Leaf(path, value)
-            return self._fork(node.path, node, path, Leaf(path, value), value)
+                return Leaf(path, new.value, new.sub)
+            return self._fork(node.path, node, path, new)
         if isinstance(node, Extension):
             common = _common_prefix(node.path, path)
             if common == len(node.path):
-                return Extension(node.path, self._put(node.child, path[common:], value))
-            return self._fork(node.path, node, path, Leaf(path, value), value)
+                return Extension(node.path, self._put(node.child, path[common:], new))
+            return self._fork(node.path, node, path, new)
         assert isinstance(node, Branch)
         if not path:
-            return Branch(node.children, value)
+            if new.sub is not None:
+                raise ValueError("a value held in a branch cannot anchor a subtree")
+            return Branch(node.children, new.value)
         children = list(node.children)
-        children[path[0]] = self._put(children[path[0]], path[1:], value)
+        children[path[0]] = self._put(children[path[0]], path[1:], new)
         return Branch(tuple(children), node.value)
 
-    def _fork(self, old_path: bytes, old: Node, new_path: bytes, new: Leaf, value: bytes) -> Node:
+    def _fork(self, old_path: bytes, old: Node, new_path: bytes, new: Leaf) -> Node:
         """A branch where ``old`` (a leaf or extension) and a new leaf part ways."""
         common = _common_prefix(old_path, new_path)
         children: list[Node | None] = [None] * 16
@@ -234,7 +246,7 @@ class Trie:
             assert isinstance(old, Leaf)
             branch_value = old.value
         elif isinstance(old, Leaf):
-            children[old_rest[0]] = Leaf(old_rest[1:], old.value)
+            children[old_rest[0]] = Leaf(old_rest[1:], old.value, old.sub)
         else:
             assert isinstance(old, Extension)
             children[old_rest[0]] = (
@@ -242,9 +254,9 @@ class Trie:
             )
         new_rest = new_path[common:]
         if not new_rest:
-            branch_value = value
+            branch_value = new.value
         else:
-            children[new_rest[0]] = Leaf(new_rest[1:], value)
+            children[new_rest[0]] = Leaf(new_rest[1:], new.value, new.sub)
         branch = Branch(tuple(children), branch_value)
         return Extension(old_path[:common], branch) if common else branch
 
@@ -290,7 +302,7 @@ class Trie:
         if child is None:
             return None
         if isinstance(child, Leaf):
-            return Leaf(prefix + child.path, child.value)
+            return Leaf(prefix + child.path, child.value, child.sub)
         if isinstance(child, Extension):
             return Extension(prefix + child.path, child.child)
         return Extension(prefix, child)

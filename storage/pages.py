@@ -1,0 +1,191 @@
+"""K-Persist pages: how the State Commitment's trie nodes are grouped and encoded on disk.
+
+A trie is cut at every ``levels``-th nibble depth. Each cut-off piece (an *entry*: a subtree
+root at some path, down to the next cut) lives in exactly one page; a page holds one or more
+entries that hang below the same parent entry, in path order, and is kept near a size target
+(4 KB): an oversized page splits into sibling pages, underfull siblings merge. Inside a page
+nodes are encoded compactly: children in the same page are inline, without hashes; a child
+beyond the cut is its 32-byte hash, and its entry records, per child page, a ``PageRef``:
+version (block of the page's last change), sequence, first and last entry path, entry count.
+
+A page's key is ``version (8 bytes) ‖ depth (1 byte) ‖ sequence (5 bytes)``, big-endian
+(litepaper: B + D + S = K): rewriting a page in a block writes a new key, so every earlier
+version stays readable until pruned.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import rlp
+from rlp.exceptions import DecodingError
+
+from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub
+
+PAGE_KEY_BYTES = 14
+
+
+class PageError(ValueError):
+    """A page that cannot be decoded, or does not hash to what its parent says."""
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """What a parent entry records about one child page."""
+
+    start: bytes  # nibble path of its first entry
+    end: bytes  # nibble path of its last entry
+    version: int
+    seq: int
+    count: int
+
+    def key(self, depth: int) -> bytes:
+        return page_key(self.version, depth, self.seq)
+
+    def raw(self) -> Raw:
+        return [self.start, self.end, self.version, self.seq, self.count]
+
+    @classmethod
+    def from_raw(cls, raw: Raw) -> PageRef:
+        start, end, version, seq, count = raw
+        return cls(start, end, _int(version), _int(seq), _int(count))
+
+
+def page_key(version: int, depth: int, seq: int) -> bytes:
+    return version.to_bytes(8, "big") + depth.to_bytes(1, "big") + seq.to_bytes(5, "big")
+
+
+def describe_key(key: bytes) -> str:
+    if len(key) != PAGE_KEY_BYTES:
+        return key.hex()
+    version, depth, seq = int.from_bytes(key[:8]), key[8], int.from_bytes(key[9:])
+    return f"page(version={version}, depth={depth}, seq={seq})"
+
+
+@dataclass
+class Entry:
+    """A subtree root at ``path`` (nibbles from the trie root) and the child pages below it."""
+
+    path: bytes
+    node: Node
+    refs: list[PageRef] = field(default_factory=list)
+
+    def ref_for(self, path: bytes) -> PageRef | None:
+        """The child page whose range holds ``path``."""
+        starts = [ref.start for ref in self.refs]
+        i = bisect.bisect_right(starts, path) - 1
+        if i >= 0 and path <= self.refs[i].end:
+            return self.refs[i]
+        return None
+
+
+@dataclass
+class Page:
+    depth: int
+    entries: list[Entry]
+
+    def entry(self, path: bytes) -> Entry | None:
+        for entry in self.entries:
+            if entry.path == path:
+                return entry
+        return None
+
+
+def cut_depth(path_len: int, levels: int) -> int:
+    """The first nibble depth below an entry rooted at ``path_len`` that starts a new entry."""
+    return (path_len // levels + 1) * levels
+
+
+def is_boundary(child: Node, depth: int, cut: int) -> bool:
+    """A child at nibble ``depth`` starts an entry of its own: past the cut, and by hash."""
+    return isinstance(child, Stub) or (depth >= cut and len(child.encoded) >= 32)
+
+
+def boundary_children(entry: Entry, levels: int) -> Iterator[tuple[bytes, Node]]:
+    """(path, node) of every child below ``entry`` that starts an entry in a child page."""
+    cut = cut_depth(len(entry.path), levels)
+
+    def walk(node: Node, path: bytes) -> Iterator[tuple[bytes, Node]]:
+        if isinstance(node, Extension):
+            yield from child(node.child, path + node.path)
+        elif isinstance(node, Branch):
+            for index, sub in enumerate(node.children):
+                if sub is not None:
+                    yield from child(sub, path + bytes([index]))
+
+    def child(node: Node, path: bytes) -> Iterator[tuple[bytes, Node]]:
+        if is_boundary(node, len(path), cut):
+            yield path, node
+        else:
+            yield from walk(node, path)
+
+    yield from walk(entry.node, entry.path)
+
+
+def _encode_node(node: Node, path: bytes, cut: int, top: bool) -> Raw:
+    if not top and is_boundary(node, len(path), cut):
+        return b"H" + node.ref
+    if isinstance(node, Leaf):
+        sub = [] if node.sub is None else node.sub.raw()
+        return [b"L", node.path, node.value, sub]
+    if isinstance(node, Extension):
+        return [b"E", node.path, _encode_node(node.child, path + node.path, cut, False)]
+    assert isinstance(node, Branch), f"cannot page a {type(node).__name__}"
+    children = [
+        b"" if c is None else _encode_node(c, path + bytes([i]), cut, False)
+        for i, c in enumerate(node.children)
+    ]
+    return [b"B", node.value, children]
+
+
+def encode_entry(entry: Entry, levels: int) -> Raw:
+    node = _encode_node(entry.node, entry.path, cut_depth(len(entry.path), levels), True)
+    return [entry.path, node, [ref.raw() for ref in entry.refs]]
+
+
+def encode_page(page: Page, levels: int) -> bytes:
+    return rlp.encode([page.depth, [encode_entry(entry, levels) for entry in page.entries]])
+
+
+def decode_page(data: bytes, key: bytes, seq: int) -> Page:
+    """A page's entries, their boundary children as stubs located in the entries' refs."""
+    try:
+        depth_raw, entries_raw = rlp.decode(data)
+        entries = []
+        for path, node_raw, refs_raw in entries_raw:
+            entry = Entry(path, Leaf(b"", b""), [PageRef.from_raw(r) for r in refs_raw])
+            entry.node = _decode_node(node_raw, path, entry, depth=_int(depth_raw) + 1)
+            entry.node.origin = seq
+            entries.append(entry)
+        return Page(_int(depth_raw), entries)
+    except (DecodingError, ValueError, TypeError, IndexError) as err:
+        raise PageError(f"{describe_key(key)}: cannot decode: {err}") from err
+
+
+def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
+    if isinstance(raw, bytes):
+        if raw[:1] != b"H" or len(raw) != 33:
+            raise ValueError(f"bad child reference at path {path.hex()}")
+        ref = entry.ref_for(path)
+        if ref is None:
+            raise ValueError(f"no child page holds path {path.hex()}")
+        return Stub(raw[1:], (depth, ref, path))
+    kind = raw[0]
+    if kind == b"L":
+        sub = PageRef.from_raw(raw[3]) if raw[3] else None
+        return Leaf(raw[1], raw[2], sub)
+    if kind == b"E":
+        return Extension(raw[1], _decode_node(raw[2], path + raw[1], entry, depth))
+    if kind == b"B" and len(raw[2]) == 16:
+        children = tuple(
+            None if c == b"" else _decode_node(c, path + bytes([i]), entry, depth)
+            for i, c in enumerate(raw[2])
+        )
+        return Branch(children, raw[1])
+    raise ValueError(f"unknown node kind {kind!r} at path {path.hex()}")
+
+
+def _int(data: bytes) -> int:
+    return int.from_bytes(data, "big")

@@ -1,0 +1,409 @@
+"""State Commitment (SC): the state root, from Ethereum's Merkle Patricia tries kept in pages.
+
+The account trie (keccak(address) -> RLP(nonce, balance, storage root, code hash)) and one
+storage trie per account (keccak(slot) -> RLP(value)) are ``storage/mpt.py`` tries whose
+nodes live in K-Persist pages (``storage/pages.py``) in their own RocksDB (column families
+``pages`` and ``meta``). An account's leaf carries the reference of its storage trie's root
+page. Committing a block is two steps:
+
+1. ``update(writes, wiped)`` applies the block to the storage tries in memory and returns
+   each changed account's new storage root (what State Storage needs for its batch);
+2. ``commit(number)`` applies the accounts, then writes every page the block dirtied, as new
+   versions, in one batch together with the block's root record. Pages it replaced are listed
+   as the block's garbage; with ``keep_versions`` N, garbage of blocks more than N back is
+   deleted, so the last N roots and proofs stay readable.
+
+Every page read is checked: its entry must hash to what its parent recorded (for the root
+page, the block's state root), so a garbled, truncated or missing page is an error naming its
+key, never a wrong root.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import rlp
+from eth.constants import BLANK_ROOT_HASH
+from eth.rlp.accounts import Account
+from eth_hash.auto import keccak
+from rocksdict import WriteBatch
+
+from storage.keys import ACCT, SLOT, StateKey
+from storage.mpt import Node, Stub, Trie
+from storage.pages import (
+    Entry,
+    Page,
+    PageError,
+    PageRef,
+    boundary_children,
+    decode_page,
+    describe_key,
+    encode_entry,
+)
+from storage.ss import CommitMark, StorageError, check_layout, open_rocksdb
+
+FAMILIES = ("pages", "meta")
+META_LAST = b"last_block"
+META_NEXT_SEQ = b"next_seq"
+ROOT_PREFIX = b"root/"
+GARBAGE_PREFIX = b"garbage/"
+DEFAULT_LEVELS = 2
+DEFAULT_TARGET = 4096
+
+
+def _block_key(prefix: bytes, number: int) -> bytes:
+    return prefix + number.to_bytes(8, "big")
+
+
+class StateCommitment:
+    """Versioned, paged account and storage tries; ``root`` is the committed state root."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        levels: int = DEFAULT_LEVELS,
+        page_target: int = DEFAULT_TARGET,
+        keep_versions: int | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.levels, self.page_target, self.keep_versions = levels, page_target, keep_versions
+        self.read_only = read_only
+        self._db = open_rocksdb(self.path, FAMILIES, read_only=read_only)
+        self._pages = self._db.get_column_family("pages")
+        self._meta = self._db.get_column_family("meta")
+        self._handles = {name: self._db.get_column_family_handle(name) for name in FAMILIES}
+        try:
+            check_layout(self._meta, str(self.path), writable=not read_only)
+        except StorageError:
+            self.close()
+            raise
+        self._cache: dict[bytes, Page] = {}
+        self._latest: dict[int, PageRef] = {}  # newest known version of each page sequence
+        self._next_seq = int.from_bytes(self._meta.get(META_NEXT_SEQ, b"\0"), "big")
+        mark = self.last_committed()
+        self.number = mark.number if mark else 0
+        self._root_ref = self._root_record(self.number)[1] if mark else None
+        self.accounts = self._trie(self._root_ref, mark.state_root if mark else BLANK_ROOT_HASH)
+        self._pending: dict[bytes, Trie] = {}
+        self.pages_written = 0
+        self.bytes_written = 0
+
+    def close(self) -> None:
+        """Release the DB (column-family views and handles hold it open too)."""
+        for family in (self._pages, self._meta):
+            family.close()
+        self._handles.clear()
+        self._db.close()
+
+    # -- reading ----------------------------------------------------------------------------
+    def last_committed(self) -> CommitMark | None:
+        data = self._meta.get(META_LAST)
+        return None if data is None else CommitMark.decode(data, f"{self.path}: meta/last_block")
+
+    @property
+    def root(self) -> bytes:
+        return self.accounts.root_hash
+
+    def _root_record(self, number: int) -> tuple[bytes, PageRef | None]:
+        key = _block_key(ROOT_PREFIX, number)
+        data = self._meta.get(key)
+        if data is None:
+            raise StorageError(f"{self.path}: meta/root/{number}: no root kept for block {number}")
+        try:
+            root, ref = rlp.decode(data)
+            return root, PageRef.from_raw(ref) if ref else None
+        except (rlp.exceptions.DecodingError, ValueError) as err:
+            raise StorageError(f"{self.path}: meta/root/{number}: corrupt: {err}") from err
+
+    def _trie(self, ref: PageRef | None, root_hash: bytes) -> Trie:
+        if ref is None or root_hash == BLANK_ROOT_HASH:
+            return Trie(None, self._load)
+        return Trie(Stub(root_hash, (0, ref, b"")), self._load)
+
+    def note_version(self, ref: PageRef) -> None:
+        latest = self._latest.get(ref.seq)
+        if latest is None or latest.version < ref.version:
+            self._latest[ref.seq] = ref
+
+    def _page(self, depth: int, ref: PageRef) -> Page:
+        key = ref.key(depth)
+        page = self._cache.get(key)
+        if page is None:
+            data = self._pages.get(key)
+            latest = self._latest.get(ref.seq)
+            if data is None and latest is not None and latest.version != ref.version:
+                return self._page(depth, latest)  # an unchanged entry, older version pruned
+            if data is None:
+                raise StorageError(f"{self.path}: pages/{describe_key(key)}: page is missing")
+            try:
+                page = decode_page(data, key, ref.seq)
+            except PageError as err:
+                raise StorageError(f"{self.path}: pages/{err}") from err
+            self._cache[key] = page
+            self.note_version(ref)
+            for entry in page.entries:
+                for child in entry.refs:
+                    self.note_version(child)
+        return page
+
+    def _load(self, stub: Stub) -> Node:
+        depth, ref, path = stub.locator
+        page = self._page(depth, ref)
+        entry = page.entry(path)
+        key = describe_key(ref.key(depth))
+        if entry is None:
+            raise StorageError(f"{self.path}: pages/{key}: no entry at path {path.hex()}")
+        if entry.node.ref != stub.stub_ref:
+            raise StorageError(
+                f"{self.path}: pages/{key}: entry {path.hex() or 'root'} hashes to "
+                f"{_show(entry.node.ref)}, its parent recorded {_show(stub.stub_ref)}"
+            )
+        return entry.node
+
+    def storage_trie(self, address: bytes, accounts: Trie | None = None) -> Trie:
+        leaf = (accounts or self.accounts).leaf(keccak(address))
+        if leaf is None:
+            return Trie(None, self._load)
+        storage_root = rlp.decode(leaf.value, sedes=Account).storage_root
+        return self._trie(leaf.sub, storage_root)
+
+    def at(self, number: int) -> Trie:
+        """The account trie as committed at block ``number`` (if still kept)."""
+        root, ref = self._root_record(number)
+        return self._trie(ref, root)
+
+    def root_at(self, number: int) -> bytes:
+        return self._root_record(number)[0]
+
+    def account_proof(self, number: int, address: bytes) -> tuple[Any, ...]:
+        return self.at(number).proof(keccak(address))
+
+    def storage_proof(self, number: int, address: bytes, slot: int) -> tuple[Any, ...]:
+        accounts = self.at(number)
+        return self.storage_trie(address, accounts).proof(keccak(slot.to_bytes(32, "big")))
+
+    # -- committing -------------------------------------------------------------------------
+    def update(self, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Apply a block's storage changes in memory; each changed account's storage root."""
+        slots: dict[bytes, list[tuple[int, int]]] = {address: [] for address in wiped}
+        for key, value in writes.items():
+            if key[0] == SLOT:
+                slots.setdefault(key[1], []).append((key[2], value or 0))
+        self._pending = {}
+        for address, changes in slots.items():
+            trie = Trie(None, self._load) if address in wiped else self.storage_trie(address)
+            for slot, value in changes:
+                trie.put(keccak(slot.to_bytes(32, "big")), rlp.encode(value) if value else b"")
+            self._pending[address] = trie
+        return {address: trie.root_hash for address, trie in self._pending.items()}
+
+    def commit(self, number: int, writes: Mapping[StateKey, Any]) -> bytes:
+        """Apply the accounts of the block ``update`` saw; write its dirty pages; its root."""
+        if self.read_only:
+            raise StorageError(f"{self.path}: opened read-only")
+        batch = WriteBatch(raw_mode=True)
+        writer = _PageWriter(self, number, batch)
+        accounts = self.accounts
+        touched = {key[1] for key in writes if key[0] == ACCT} | set(self._pending)
+        for address in sorted(touched):
+            key = keccak(address)
+            leaf = accounts.leaf(key)
+            current = rlp.decode(leaf.value, sedes=Account) if leaf else Account()
+            if (ACCT, address) in writes and writes[(ACCT, address)] is None:
+                accounts.put(key, b"")
+                continue
+            fields = writes.get((ACCT, address))
+            if fields is None:
+                fields = current
+            sub = leaf.sub if leaf else None
+            storage_root = current.storage_root
+            if address in self._pending:
+                trie = self._pending[address]
+                storage_root = trie.root_hash
+                sub = writer.flush_root(trie.root, sub if storage_root != BLANK_ROOT_HASH else None)
+                if leaf is None and (ACCT, address) not in writes:
+                    continue  # storage of an account that does not exist: nothing to anchor
+            account = Account(fields.nonce, fields.balance, storage_root, fields.code_hash)
+            accounts.put(key, rlp.encode(account), sub)
+        self._root_ref = writer.flush_root(accounts.root, self._root_ref)
+        root = accounts.root_hash
+        meta = self._handles["meta"]
+        ref_raw = self._root_ref.raw() if self._root_ref else b""
+        batch.put(_block_key(ROOT_PREFIX, number), rlp.encode([root, ref_raw]), meta)
+        batch.put(_block_key(GARBAGE_PREFIX, number), rlp.encode(writer.garbage), meta)
+        batch.put(META_NEXT_SEQ, self._next_seq.to_bytes(5, "big"), meta)
+        batch.put(META_LAST, CommitMark(number, root).encode(), meta)
+        if self.keep_versions is not None:
+            self._prune(number, batch)
+        self._db.write(batch)
+        self.pages_written += len(writer.written)
+        self.bytes_written += sum(writer.written.values())
+        self.number = number
+        self._pending = {}
+        return root
+
+    def _prune(self, number: int, batch: WriteBatch) -> None:
+        """Drop what only blocks older than the last ``keep_versions`` could read."""
+        oldest_kept = number - self.keep_versions + 1
+        for key, data in self._meta.items(from_key=GARBAGE_PREFIX):
+            if not key.startswith(GARBAGE_PREFIX):
+                break
+            block = int.from_bytes(key[len(GARBAGE_PREFIX) :], "big")
+            if block > oldest_kept:
+                break
+            for page in rlp.decode(data):
+                batch.delete(page, self._handles["pages"])
+                self._cache.pop(page, None)
+            batch.delete(key, self._handles["meta"])
+        for key, _ in self._meta.items(from_key=ROOT_PREFIX):
+            if not key.startswith(ROOT_PREFIX):
+                break
+            if int.from_bytes(key[len(ROOT_PREFIX) :], "big") >= oldest_kept:
+                break
+            batch.delete(key, self._handles["meta"])
+
+    def new_seq(self) -> int:
+        self._next_seq += 1
+        return self._next_seq - 1
+
+    def flush(self) -> None:
+        self._db.flush()
+
+    def property_int(self, name: str) -> int | None:
+        return self._db.property_int_value(name)
+
+
+Written = tuple[PageRef, list[Entry] | None, int]  # a page; entries and size if written now
+
+
+def _show(ref: Any) -> str:
+    return "0x" + ref.hex() if isinstance(ref, bytes) else repr(ref)
+
+
+def _seq_of(node: Node) -> int | None:
+    """The page a subtree root is stored in, if it is stored and unchanged."""
+    if isinstance(node, Stub):
+        return node.locator[1].seq
+    return node.origin
+
+
+class _PageWriter:
+    """Writes one block's dirty pages of any trie into the block's batch."""
+
+    def __init__(self, sc: StateCommitment, number: int, batch: WriteBatch) -> None:
+        self.sc, self.number, self.batch = sc, number, batch
+        self.pages_cf = sc._handles["pages"]
+        self.garbage: list[bytes] = []
+        self.written: dict[bytes, int] = {}  # page key -> bytes
+
+    def flush_root(self, root: Node | None, old: PageRef | None) -> PageRef | None:
+        """Write what changed under a trie root; the reference of its root page."""
+        if root is None:
+            if old is not None:
+                self.garbage.append(old.key(0))
+            return None
+        refs = self.flush_children(0, [(b"", root)], [old] if old else [])
+        return refs[0]
+
+    def flush_children(
+        self, depth: int, children: list[tuple[bytes, Node]], old_refs: list[PageRef]
+    ) -> list[PageRef]:
+        """Pages at ``depth`` for the subtrees below one parent entry, reusing clean ones."""
+        by_seq: dict[int | None, list[tuple[bytes, Node]]] = {}
+        known = {ref.seq for ref in old_refs}
+        starts = [ref.start for ref in old_refs]
+        for path, node in children:
+            seq = _seq_of(node)
+            if seq not in known:
+                nearest = max(0, bisect.bisect_right(starts, path) - 1)
+                seq = old_refs[nearest].seq if old_refs else None
+            by_seq.setdefault(seq, []).append((path, node))
+        pages: list[Written] = []
+        for ref in old_refs:
+            items = by_seq.pop(ref.seq, [])
+            key = ref.key(depth)
+            if not items:
+                self.garbage.append(key)
+                continue
+            if len(items) == ref.count and all(_seq_of(node) == ref.seq for _, node in items):
+                pages.append((ref, None, 0))
+                continue
+            self.garbage.append(key)
+            old_page = self.sc._page(depth, ref)
+            pages.extend(self.write_pages(depth, items, ref.seq, old_page))
+        if None in by_seq:
+            pages.extend(self.write_pages(depth, by_seq[None], None, None))
+        return self._merge(depth, pages)
+
+    def write_pages(
+        self, depth: int, items: list[tuple[bytes, Node]], seq: int | None, old: Page | None
+    ) -> list[Written]:
+        """Entries for ``items`` (their own child pages written first), split by size."""
+        entries = []
+        for path, node in sorted(items, key=lambda item: item[0]):
+            if isinstance(node, Stub):
+                node = self.sc._load(node)
+            old_entry = old.entry(path) if old is not None else None
+            if old_entry is not None and old_entry.node is node:
+                entries.append(Entry(path, node, old_entry.refs))
+                continue
+            entry = Entry(path, node)
+            below = list(boundary_children(entry, self.sc.levels))
+            entry.refs = self.flush_children(depth + 1, below, old_entry.refs if old_entry else [])
+            entries.append(entry)
+        chunks: list[list[Entry]] = [[]]
+        sizes = [0]
+        for entry in entries:
+            size = len(rlp.encode(encode_entry(entry, self.sc.levels)))
+            if chunks[-1] and sizes[-1] + size > self.sc.page_target:
+                chunks.append([])
+                sizes.append(0)
+            chunks[-1].append(entry)
+            sizes[-1] += size
+        out = []
+        for index, chunk in enumerate(chunks):
+            page_seq = seq if index == 0 and seq is not None else self.sc.new_seq()
+            out.append((self._put(depth, chunk, page_seq), chunk, sizes[index]))
+        return out
+
+    def _merge(self, depth: int, pages: list[Written]) -> list[PageRef]:
+        """Sibling pages in path order; neighbours both written in this block are merged
+        while together they stay under half the target (kept pages are not touched)."""
+        pages.sort(key=lambda item: item[0].start)
+        merged: list[Written] = []
+        for ref, entries, size in pages:
+            last = merged[-1] if merged else None
+            if (
+                last is not None
+                and last[1] is not None
+                and entries is not None
+                and last[2] + size <= self.sc.page_target // 2
+            ):
+                merged.pop()
+                key = ref.key(depth)
+                self.batch.delete(key, self.pages_cf)
+                self.sc._cache.pop(key, None)
+                self.written.pop(key, None)
+                combined = last[1] + entries
+                merged.append((self._put(depth, combined, last[0].seq), combined, last[2] + size))
+            else:
+                merged.append((ref, entries, size))
+        return [ref for ref, _, _ in merged]
+
+    def _put(self, depth: int, entries: list[Entry], seq: int) -> PageRef:
+        page = Page(depth, entries)
+        data = rlp.encode([depth, [encode_entry(entry, self.sc.levels) for entry in entries]])
+        ref = PageRef(entries[0].path, entries[-1].path, self.number, seq, len(entries))
+        key = ref.key(depth)
+        self.batch.put(key, data, self.pages_cf)
+        self.sc._cache[key] = page
+        self.sc.note_version(ref)
+        for entry in entries:
+            entry.node.origin = seq
+        self.written[key] = len(data)
+        return ref

@@ -1,0 +1,93 @@
+"""State Commitment: paged, versioned tries whose roots equal py-evm's / py-trie's after
+every block, with proofs at earlier blocks, pages forced to split and merge, reopening."""
+
+import rlp
+from eth.constants import EMPTY_SHA3
+from eth.rlp.accounts import Account
+from eth_hash.auto import keccak
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from trie import HexaryTrie
+
+from storage.committer import TrieCommitter
+from storage.keys import AccountFields, acct_key, slot_key
+from storage.sc import StateCommitment
+
+ADDRESSES = [keccak(bytes([i]))[:20] for i in range(40)]
+
+account = st.builds(
+    AccountFields,
+    nonce=st.integers(0, 5),
+    balance=st.integers(0, 2**80),
+    code_hash=st.just(EMPTY_SHA3),
+)
+slot_write = st.tuples(st.sampled_from(ADDRESSES[:8]), st.integers(0, 30), st.integers(0, 3))
+block = st.tuples(
+    st.dictionaries(st.sampled_from(ADDRESSES), st.one_of(st.none(), account), max_size=15),
+    st.lists(slot_write, max_size=25),
+    st.frozensets(st.sampled_from(ADDRESSES[:8]), max_size=1),
+)
+
+
+def to_writes(accounts, slots, existing):
+    writes = {acct_key(a): f for a, f in accounts.items()}
+    for address, slot, value in slots:
+        if writes.get(acct_key(address), existing.get(address)) is not None:
+            writes[slot_key(address, slot)] = value
+    return writes
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(block, min_size=1, max_size=6), st.sampled_from([(1, 200), (2, 600), (2, 4096)]))
+def test_roots_equal_py_trie_after_every_block_and_old_proofs_verify(
+    tmp_path_factory, blocks, layout
+):
+    levels, target = layout
+    path = tmp_path_factory.mktemp("sc")
+    sc = StateCommitment(path, levels=levels, page_target=target)
+    reference = TrieCommitter([])
+    existing: dict[bytes, AccountFields | None] = {}
+    roots = {}
+    for number, (accounts, slots, wiped) in enumerate(blocks, start=1):
+        writes = to_writes(accounts, slots, existing)
+        wiped = {a for a in wiped if existing.get(a) is not None and acct_key(a) not in writes}
+        for key, value in writes.items():
+            if key[0] == "acct":
+                existing[key[1]] = value
+        sc.update(writes, wiped)
+        root = sc.commit(number, writes)
+        expected = reference.commit(writes, wiped, lambda h: b"")
+        assert root == expected
+        roots[number] = root
+    sc.close()
+
+    reopened = StateCommitment(path, levels=levels, page_target=target)
+    assert reopened.root == roots[len(blocks)]
+    for number, root in roots.items():
+        assert reopened.root_at(number) == root
+        trie_at = reopened.at(number)
+        for address in ADDRESSES[:10]:
+            proof = reopened.account_proof(number, address)
+            value = HexaryTrie.get_from_proof(root, keccak(address), proof)
+            assert (value or None) == trie_at.get(keccak(address))
+    reopened.close()
+
+
+def test_storage_proofs_at_an_old_block_verify(tmp_path):
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=300)
+    address = ADDRESSES[0]
+    for number in (1, 2, 3):
+        writes = {acct_key(address): AccountFields(nonce=number)}
+        writes.update({slot_key(address, s): s * number for s in range(1, 40)})
+        sc.update(writes, ())
+        sc.commit(number, writes)
+    old_root = sc.root_at(1)
+    account_proof = sc.account_proof(1, address)
+    leaf = HexaryTrie.get_from_proof(old_root, keccak(address), account_proof)
+    storage_root = rlp.decode(leaf, sedes=Account).storage_root
+    proof = sc.storage_proof(1, address, 7)
+    value = HexaryTrie.get_from_proof(storage_root, keccak((7).to_bytes(32, "big")), proof)
+    assert rlp.decode(value, sedes=rlp.sedes.big_endian_int) == 7
+    sc.close()
