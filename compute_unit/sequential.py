@@ -19,8 +19,8 @@ from eth.db.chain import ChainDB
 from eth.vm.chain_context import ChainContext
 
 from compute_unit.executor import BlockEnv
-from storage.committer import load_state
 from storage.keys import StateKey
+from storage.reference_trie import load_state
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,21 @@ class DictSnapshot:
                     self._slots.setdefault(key[1], set()).add(key[2])
 
 
+class CachedReader:
+    """Memoizes another reader for one block: the state below does not change meanwhile."""
+
+    def __init__(self, base: StateReader) -> None:
+        self.base = base
+        self.values: dict[StateKey, Any] = {}
+
+    def get(self, key: StateKey) -> Any:
+        try:
+            return self.values[key]
+        except KeyError:
+            value = self.values[key] = self.base.get(key)
+            return value
+
+
 class WriteLayer:
     """Write sets applied in order on top of a reader, remembering which tx wrote each key."""
 

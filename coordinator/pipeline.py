@@ -2,15 +2,17 @@
 commit, and the check against the sequential oracle.
 
 ``ChainRunner`` keeps the two chains side by side: py-evm's own (the oracle) and the parallel
-one (a state snapshot plus the committer). Every block runs on both; the parallel block must
-give byte-identical receipts, the same gas and the same state root.
+one (State Storage and State Commitment on disk). Every block runs on both; the parallel
+block must give byte-identical receipts, the same gas and the same state root.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from eth.abc import SignedTransactionAPI
@@ -18,11 +20,12 @@ from eth.abc import SignedTransactionAPI
 from compute_unit.blockstm import ValidatedBlock, validate_block
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
 from compute_unit.sequential import SequentialChain, SequentialResult
-from compute_unit.state import DictSnapshot, StateReader, WriteLayer
+from compute_unit.state import CachedReader, StateReader, WriteLayer
 from coordinator.admission import Rejection, admit
 from coordinator.grouping import FallbackPolicy, Group, group_by_sender, sequential_reason
-from storage.committer import TrieCommitter
-from storage.keys import StateKey, code_key
+from storage.committer import Committer
+from storage.keys import StateKey
+from storage.ss import StorageView
 
 
 class ComputeUnitAPI(Protocol):
@@ -86,11 +89,14 @@ class ParallelExecutor:
     def execute(
         self,
         env: BlockEnv,
-        snapshot: DictSnapshot,
+        snapshot: StateReader,
         txs: Sequence[SignedTransactionAPI],
         groups: list[Group] | None = None,
         crash: CrashPlan | None = None,
+        remote: StateReader | None = None,
     ) -> ParallelResult:
+        """``snapshot`` is the pre-block state here; ``remote`` the same state as the workers
+        reach it (a picklable view), when it differs."""
         started = time.perf_counter()
         fallback = None
         if groups is None:
@@ -104,7 +110,7 @@ class ParallelExecutor:
             outcomes = {outcome.index: outcome for outcome in in_order}
         else:
             raw = [tx.encode() for tx in txs]
-            outcomes = self.cu.execute(env, snapshot, groups, raw, crash)
+            outcomes = self.cu.execute(env, remote or snapshot, groups, raw, crash)
         block = validate_block(env, snapshot, txs, outcomes)
         return ParallelResult(block, groups, time.perf_counter() - started, fallback)
 
@@ -149,18 +155,37 @@ def first_receipt_mismatch(parallel: Sequence[Any], sequential: Sequence[Any]) -
 
 
 class ChainRunner:
-    """The oracle chain and the parallel chain, advanced together block by block."""
+    """The oracle chain and the parallel chain, advanced together block by block.
 
-    def __init__(self, genesis: Iterable[tuple[StateKey, Any]], executor: ParallelExecutor):
+    The parallel chain lives on disk (``storage/committer.py``: State Storage and State
+    Commitment under ``data_dir``, a temporary folder by default); blocks read their pre-block
+    state from State Storage, the workers through a ``StorageView``.
+    """
+
+    def __init__(
+        self,
+        genesis: Iterable[tuple[StateKey, Any]],
+        executor: ParallelExecutor,
+        data_dir: str | Path | None = None,
+    ) -> None:
         items = list(genesis)
-        self.snapshot = DictSnapshot(dict(items))
+        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="evmpp-data-")
+        self.committer = Committer(data_dir or self._tmp.name)
+        self.committer.load_genesis(items)
         self.oracle = SequentialChain(items)
-        self.committer = TrieCommitter(items)
         self.executor = executor
         self.last_rejections: list[Rejection] = []
+        self._new_block_view()
 
-    def _code_of(self, code_hash: bytes) -> bytes:
-        return self.snapshot.get(code_key(code_hash))
+    def _new_block_view(self) -> None:
+        self.snapshot = CachedReader(self.committer.ss)
+        number = self.committer.mark.number
+        self.remote = StorageView(self.committer.ss.path, number)
+
+    def close(self) -> None:
+        self.committer.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def run_block(
         self,
@@ -190,18 +215,19 @@ class ChainRunner:
         """
         oracle_txs = [env.decode(tx.encode()) for tx in txs]  # no sender recovered yet
         sequential = self.oracle.execute(env, oracle_txs)
-        parallel = self.executor.execute(env, self.snapshot, txs, groups, crash)
+        parallel = self.executor.execute(env, self.snapshot, txs, groups, crash, self.remote)
         block = parallel.block
         started = time.perf_counter()
+        number = env.header.block_number
         if env.intermediate_roots:
             steps = [(step.writes, step.wiped) for step in block.steps]
-            roots = self.committer.commit_steps(steps, self._code_of)
+            roots = self.committer.commit_steps(number, steps, block.writes, block.wiped)
             block.with_state_roots(roots)
             root = self.committer.state_root
         else:
-            root = self.committer.commit(block.writes, block.wiped, self._code_of)
+            root = self.committer.commit(number, block.writes, block.wiped)
         parallel.elapsed_s += time.perf_counter() - started
-        self.snapshot.apply(block.writes, block.wiped)
+        self._new_block_view()
         report = BlockReport(
             number=env.header.block_number,
             txs=len(txs),

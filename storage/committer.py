@@ -1,124 +1,174 @@
-"""Commits a block's write set and derives the post-block state root.
+"""Commits blocks to disk: State Storage (SS) and State Commitment (SC), concurrently.
 
-Until the K-Persist State Commitment lands (storage issue), the commitment is py-evm's own
-hexary trie (``AccountDB`` over an in-memory ``AtomicDB``): the pre-state is loaded once, then
-each block's write set is applied to it incrementally and the root recomputed.
+For a block's write set, SC first merkelizes in memory (storage tries, then the account trie:
+the state root and each changed account's storage root); then SS's batch (I/O: the flat
+state, with those storage roots and the block's root) and SC's page batch (encoding the dirty
+pages, writing them) run concurrently. Each store records the block it last committed.
+
+On open the two marks are compared. Equal: nothing to do. SS ahead (a crash after SS's
+batch, before SC's): SC is rolled forward by replaying SS's write set of that block, and the
+result must give the root SS recorded. SC ahead: SC is rolled back to SS's block (its
+version of that block is still there). Anything else is an error naming both marks; nothing
+is ever guessed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import os
+import signal
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from eth.abc import AccountDatabaseAPI
-from eth.constants import EMPTY_SHA3
-from eth.db.account import AccountDB
-from eth.db.atomic import AtomicDB
+from storage.keys import StateKey
+from storage.sc import StateCommitment
+from storage.ss import CommitMark, StateStorage, StorageError
+from storage.writeset import decode_writeset
 
-from compute_unit.state import StateDump
-from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey
-
-
-def load_state(account_db: AccountDatabaseAPI, items: Iterable[tuple[StateKey, Any]]) -> bytes:
-    """Write a whole state (state-key items) into a py-evm account database; return its root."""
-    dump = StateDump.from_items(items)
-    for address, account in dump.accounts.items():
-        _set_account(account_db, address, account, dump.code)
-    for address, slots in dump.storage.items():
-        for slot, value in slots.items():
-            account_db.set_storage(address, slot, value)
-    account_db.persist()
-    return account_db.state_root
+CRASH_POINTS = ("before_writes", "after_sc", "after_ss")
 
 
-def _set_account(
-    account_db: AccountDatabaseAPI,
-    address: bytes,
-    account: AccountFields,
-    code_by_hash: Mapping[bytes, bytes],
-) -> None:
-    account_db.set_nonce(address, account.nonce)
-    account_db.set_balance(address, account.balance)
-    if account.code_hash != account_db.get_code_hash(address):
-        if account.code_hash == EMPTY_SHA3:
-            account_db.delete_code(address)
-        else:
-            account_db.set_code(address, code_by_hash[account.code_hash])
+class Committer:
+    """SS and SC in one data directory, kept at the same block."""
 
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        keep_writesets: bool = True,
+        keep_versions: int | None = None,
+        levels: int = 2,
+        page_target: int = 4096,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.ss = StateStorage(self.data_dir / "ss", keep_writesets=keep_writesets)
+        self._sc_options = {
+            "keep_versions": keep_versions,
+            "levels": levels,
+            "page_target": page_target,
+        }
+        self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")
+        self.recovery = self._recover()
 
-class TrieCommitter:
-    """Holds the committed state in py-evm's trie; applies write sets, returns state roots."""
+    def close(self) -> None:
+        self._io.shutdown()
+        self.ss.close()
+        self.sc.close()
 
-    def __init__(self, genesis: Iterable[tuple[StateKey, Any]]) -> None:
-        self.account_db = AccountDB(AtomicDB())
-        self._code: dict[bytes, bytes] = {}
-        self.state_root = load_state(self.account_db, genesis)
+    @property
+    def mark(self) -> CommitMark | None:
+        return self.ss.last_committed()
 
+    @property
+    def state_root(self) -> bytes:
+        return self.sc.root
+
+    # -- recovery ---------------------------------------------------------------------------
+    def _recover(self) -> str:
+        ss, sc = self.ss.last_committed(), self.sc.last_committed()
+        at_ss = ss.number if ss else -1
+        at_sc = sc.number if sc else -1
+        if at_ss == at_sc:
+            if ss is not None and ss.state_root != sc.state_root:
+                raise StorageError(
+                    f"{self.data_dir}: SS and SC both at block {at_ss} with different roots "
+                    f"0x{ss.state_root.hex()} / 0x{sc.state_root.hex()}"
+                )
+            return "consistent" if ss else "empty"
+        if at_ss > at_sc:
+            data = self.ss.writeset(at_ss)
+            if data is None:
+                raise StorageError(
+                    f"{self.data_dir}: SS holds block {at_ss}, SC block {at_sc}, and SS keeps no "
+                    "write sets to roll SC forward with"
+                )
+            block = decode_writeset(data)
+            root = self.sc.commit(at_ss, block.writes, block.wiped)
+            if root != ss.state_root:
+                raise StorageError(
+                    f"{self.data_dir}: rolling SC forward to block {at_ss} gave root "
+                    f"0x{root.hex()}, SS recorded 0x{ss.state_root.hex()}"
+                )
+            return f"rolled SC forward to block {at_ss}"
+        if at_sc > at_ss >= 0:
+            self.sc.roll_back(at_ss)
+            self.sc.close()
+            self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
+            return f"rolled SC back to block {at_ss}"
+        raise StorageError(
+            f"{self.data_dir}: SS at block {at_ss} and SC at block {at_sc} are too far apart"
+        )
+
+    # -- committing -------------------------------------------------------------------------
     def commit(
         self,
+        number: int,
         writes: Mapping[StateKey, Any],
         wiped: Iterable[bytes],
-        code_of: Callable[[bytes], bytes],
+        crash_at: str | None = None,
     ) -> bytes:
-        """Apply one block's write set (wipes first) and return the new state root.
-
-        ``code_of`` resolves code hashes the write set points at but does not carry.
-        """
-        self._apply(writes, wiped, code_of)
-        return self._persist()
+        """Persist one block; its state root. ``crash_at`` kills the process (tests)."""
+        wiped = frozenset(wiped)
+        storage_roots, _ = self.sc.update(writes, wiped)
+        return self._write(number, writes, wiped, storage_roots, crash_at)
 
     def commit_steps(
         self,
-        steps: Iterable[tuple[Mapping[StateKey, Any], Iterable[bytes]]],
-        code_of: Callable[[bytes], bytes],
-    ) -> list[bytes]:
-        """Commit a block one transaction at a time; the state root after each one."""
-        roots = []
-        for writes, wiped in steps:
-            self._apply(writes, wiped, code_of)
-            roots.append(self.account_db.make_state_root())
-        self._persist()
-        return roots
-
-    def _persist(self) -> bytes:
-        self.account_db.persist()
-        self.state_root = self.account_db.state_root
-        return self.state_root
-
-    def _apply(
-        self,
+        number: int,
+        steps: Sequence[tuple[Mapping[StateKey, Any], Iterable[bytes]]],
         writes: Mapping[StateKey, Any],
         wiped: Iterable[bytes],
-        code_of: Callable[[bytes], bytes],
-    ) -> None:
-        adb = self.account_db
-        for address in wiped:
-            adb.delete_storage(address)
-        code = {key[1]: value for key, value in writes.items() if key[0] == CODE}
-        code_by_hash = _CodeLookup(code, code_of)
-        for key, value in writes.items():
-            if key[0] != ACCT:
-                continue
-            if value is None:
-                adb.delete_account(key[1])
-            else:
-                _set_account(adb, key[1], value, code_by_hash)
-        for key, value in writes.items():
-            if key[0] == SLOT:
-                adb.set_storage(key[1], key[2], value or 0)
+    ) -> list[bytes]:
+        """Persist a block given per transaction too; the state root after each transaction.
+
+        ``writes``/``wiped`` are the whole block's, as the steps add up to.
+        """
+        roots = []
+        changed: dict[bytes, bytes] = {}
+        for step_writes, step_wiped in steps:
+            storage_roots, root = self.sc.update(step_writes, step_wiped)
+            changed.update(storage_roots)
+            roots.append(root)
+        self._write(number, writes, frozenset(wiped), changed, None)
+        return roots
+
+    def _write(
+        self,
+        number: int,
+        writes: Mapping[StateKey, Any],
+        wiped: frozenset[bytes],
+        storage_roots: Mapping[bytes, bytes],
+        crash_at: str | None,
+    ) -> bytes:
+        mark = CommitMark(number, self.sc.accounts.root_hash)
+        if crash_at is not None:  # fault injection: the two writes in a fixed order
+            _crash_if(crash_at, "before_writes")
+            first_sc = crash_at == "after_sc"
+            if first_sc:
+                self.sc.write(number)
+                _crash_if(crash_at, "after_sc")
+            self.ss.write_block(mark, writes, wiped, storage_roots)
+            _crash_if(crash_at, "after_ss")
+            return mark.state_root if first_sc else self.sc.write(number)
+        ss_done = self._io.submit(self.ss.write_block, mark, writes, wiped, storage_roots)
+        root = self.sc.write(number)
+        ss_done.result()
+        return root
+
+    def load_genesis(self, items: Iterable[tuple[StateKey, Any]]) -> bytes:
+        """Commit a pre-state as block 0 of an empty store."""
+        if self.mark is not None:
+            raise StorageError(
+                f"{self.data_dir}: already holds a chain at block {self.mark.number}; "
+                "use an empty data directory"
+            )
+        return self.commit(0, dict(items), ())
 
 
-class _CodeLookup(Mapping[bytes, bytes]):
-    """Code by hash: the block's own new code first, then the committed state's."""
-
-    def __init__(self, fresh: dict[bytes, bytes], code_of: Callable[[bytes], bytes]) -> None:
-        self._fresh, self._code_of = fresh, code_of
-
-    def __getitem__(self, code_hash: bytes) -> bytes:
-        return self._fresh[code_hash] if code_hash in self._fresh else self._code_of(code_hash)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._fresh)
-
-    def __len__(self) -> int:
-        return len(self._fresh)
+def _crash_if(crash_at: str, point: str) -> None:
+    if crash_at not in CRASH_POINTS:
+        raise ValueError(f"unknown crash point {crash_at!r}; one of {CRASH_POINTS}")
+    if crash_at == point:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -6,12 +6,13 @@ nodes live in K-Persist pages (``storage/pages.py``) in their own RocksDB (colum
 ``pages`` and ``meta``). An account's leaf carries the reference of its storage trie's root
 page. Committing a block is two steps:
 
-1. ``update(writes, wiped)`` applies the block to the storage tries in memory and returns
-   each changed account's new storage root (what State Storage needs for its batch);
-2. ``commit(number)`` applies the accounts, then writes every page the block dirtied, as new
-   versions, in one batch together with the block's root record. Pages it replaced are listed
-   as the block's garbage; with ``keep_versions`` N, garbage of blocks more than N back is
-   deleted, so the last N roots and proofs stay readable.
+1. ``update(writes, wiped)`` applies changes to the tries in memory and returns each changed
+   account's new storage root and the new state root (merkelization; it may be called once
+   per transaction when receipts need intermediate roots);
+2. ``write(number)`` writes every page the block dirtied, as new versions, in one batch
+   together with the block's root record. Pages it replaced are listed as the block's
+   garbage; with ``keep_versions`` N, garbage of blocks more than N back is deleted, so the
+   last N roots and proofs stay readable.
 
 Every page read is checked: its entry must hash to what its parent recorded (for the root
 page, the block's state root), so a garbled, truncated or missing page is an error naming its
@@ -42,6 +43,7 @@ from storage.pages import (
     decode_page,
     describe_key,
     encode_entry,
+    page_key,
 )
 from storage.ss import CommitMark, StorageError, check_layout, open_rocksdb
 
@@ -188,48 +190,53 @@ class StateCommitment:
         return self.storage_trie(address, accounts).proof(keccak(slot.to_bytes(32, "big")))
 
     # -- committing -------------------------------------------------------------------------
-    def update(self, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> dict[bytes, bytes]:
-        """Apply a block's storage changes in memory; each changed account's storage root."""
+    def update(
+        self, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]
+    ) -> tuple[dict[bytes, bytes], bytes]:
+        """Apply changes in memory: (new storage root of each changed account, state root)."""
+        wiped = set(wiped)
         slots: dict[bytes, list[tuple[int, int]]] = {address: [] for address in wiped}
         for key, value in writes.items():
             if key[0] == SLOT:
                 slots.setdefault(key[1], []).append((key[2], value or 0))
-        self._pending = {}
+        roots = {}
         for address, changes in slots.items():
-            trie = Trie(None, self._load) if address in wiped else self.storage_trie(address)
+            if address in wiped:
+                trie = Trie(None, self._load)
+            else:
+                trie = self._pending.get(address) or self.storage_trie(address)
             for slot, value in changes:
                 trie.put(keccak(slot.to_bytes(32, "big")), rlp.encode(value) if value else b"")
             self._pending[address] = trie
-        return {address: trie.root_hash for address, trie in self._pending.items()}
+            roots[address] = trie.root_hash
+        accounts = self.accounts
+        for address in sorted({key[1] for key in writes if key[0] == ACCT} | set(roots)):
+            key = keccak(address)
+            leaf = accounts.leaf(key)
+            fields = writes.get((ACCT, address), leaf and rlp.decode(leaf.value, sedes=Account))
+            if fields is None:
+                accounts.put(key, b"")
+                continue
+            storage_root = roots.get(address) or (
+                rlp.decode(leaf.value, sedes=Account).storage_root if leaf else BLANK_ROOT_HASH
+            )
+            sub = leaf.sub if leaf else None
+            account = Account(fields.nonce, fields.balance, storage_root, fields.code_hash)
+            accounts.put(key, rlp.encode(account), sub)
+        return roots, accounts.root_hash
 
-    def commit(self, number: int, writes: Mapping[StateKey, Any]) -> bytes:
-        """Apply the accounts of the block ``update`` saw; write its dirty pages; its root."""
+    def write(self, number: int) -> bytes:
+        """Write the pages changed since the last write, and the root record of ``number``."""
         if self.read_only:
             raise StorageError(f"{self.path}: opened read-only")
         batch = WriteBatch(raw_mode=True)
         writer = _PageWriter(self, number, batch)
         accounts = self.accounts
-        touched = {key[1] for key in writes if key[0] == ACCT} | set(self._pending)
-        for address in sorted(touched):
-            key = keccak(address)
-            leaf = accounts.leaf(key)
-            current = rlp.decode(leaf.value, sedes=Account) if leaf else Account()
-            if (ACCT, address) in writes and writes[(ACCT, address)] is None:
-                accounts.put(key, b"")
-                continue
-            fields = writes.get((ACCT, address))
-            if fields is None:
-                fields = current
-            sub = leaf.sub if leaf else None
-            storage_root = current.storage_root
-            if address in self._pending:
-                trie = self._pending[address]
-                storage_root = trie.root_hash
-                sub = writer.flush_root(trie.root, sub if storage_root != BLANK_ROOT_HASH else None)
-                if leaf is None and (ACCT, address) not in writes:
-                    continue  # storage of an account that does not exist: nothing to anchor
-            account = Account(fields.nonce, fields.balance, storage_root, fields.code_hash)
-            accounts.put(key, rlp.encode(account), sub)
+        for address, trie in sorted(self._pending.items()):
+            leaf = accounts.leaf(keccak(address))
+            if leaf is not None:  # storage of a deleted account is dropped with it
+                old = leaf.sub if trie.root is not None else None
+                leaf.sub = writer.flush_root(trie.root, old)
         self._root_ref = writer.flush_root(accounts.root, self._root_ref)
         root = accounts.root_hash
         meta = self._handles["meta"]
@@ -246,6 +253,25 @@ class StateCommitment:
         self.number = number
         self._pending = {}
         return root
+
+    def commit(self, number: int, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> bytes:
+        """``update`` then ``write``: one block, its state root."""
+        self.update(writes, wiped)
+        return self.write(number)
+
+    def roll_back(self, number: int) -> None:
+        """Forget blocks after ``number`` (their pages, root records); reopen to see it."""
+        last = self.last_committed()
+        if last is None or last.number <= number:
+            return
+        batch = WriteBatch(raw_mode=True)
+        pages, meta = self._handles["pages"], self._handles["meta"]
+        after, end = number + 1, last.number + 1
+        batch.delete_range(page_key(after, 0, 0), page_key(end, 0, 0), pages)
+        for prefix in (ROOT_PREFIX, GARBAGE_PREFIX):
+            batch.delete_range(_block_key(prefix, after), _block_key(prefix, end), meta)
+        batch.put(META_LAST, CommitMark(number, self.root_at(number)).encode(), meta)
+        self._db.write(batch)
 
     def _prune(self, number: int, batch: WriteBatch) -> None:
         """Drop what only blocks older than the last ``keep_versions`` could read."""

@@ -18,6 +18,7 @@ preloader. Ray workers open the same directory read-only or as a secondary insta
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,16 @@ class StateStorage:
         return self._cf["index"].get(address)
 
     def get(self, key: StateKey) -> Any:
-        return self.get_many([key])[0]
+        if key[0] == CODE:
+            return self._cf["code"].get(key[1])
+        seq = self._cf["index"].get(key[1])
+        if seq is None:
+            return None
+        if key[0] == ACCT:
+            record = self._cf["account"].get(seq)
+            return None if record is None else self._fields(seq, record)
+        raw = self._cf["contract"].get(seq + key[2].to_bytes(32, "big"))
+        return None if raw is None else int.from_bytes(raw, "big")
 
     def get_many(self, keys: Sequence[StateKey]) -> list[Any]:
         """Values of many state keys in three batched lookups (index, then accounts and slots,
@@ -305,3 +315,44 @@ class StateStorage:
 
     def property_int(self, name: str) -> int | None:
         return self._db.property_int_value(name)
+
+
+class StorageView:
+    """A picklable handle on the state as of block ``number``, for other processes.
+
+    In a Ray worker it opens the store as a RocksDB secondary instance (once per process),
+    catches up with the primary when it is behind ``number``, and memoizes what it reads,
+    since the state does not change while a block executes.
+    """
+
+    _opened: dict[str, StateStorage] = {}
+
+    def __init__(self, path: str | Path, number: int) -> None:
+        self.path, self.number = str(path), number
+        self._values: dict[StateKey, Any] = {}
+        self._reader: StateStorage | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "number": self.number}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["number"])
+
+    def _store(self) -> StateStorage:
+        store = self._opened.get(self.path)
+        if store is None:
+            secondary = tempfile.mkdtemp(prefix="evmpp-ss-secondary-")
+            store = self._opened[self.path] = StateStorage(self.path, secondary=secondary)
+        mark = store.last_committed()
+        if mark is None or mark.number < self.number:
+            store.catch_up()
+        return store
+
+    def get(self, key: StateKey) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            if self._reader is None:
+                self._reader = self._store()
+            value = self._values[key] = self._reader.get(key)
+            return value

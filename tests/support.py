@@ -56,3 +56,34 @@ def assert_identical(report: BlockReport) -> None:
     assert report.receipts_match, f"block {report.number}: receipts differ"
     assert report.gas_match, f"block {report.number}: gas differs"
     assert report.root_match, f"block {report.number}: state root differs"
+
+
+def random_state_blocks(seed: int, count: int, accounts: int = 60) -> list[tuple[dict, set]]:
+    """Deterministic blocks of account/slot writes, deletions and wipes over a small key space."""
+    import random
+
+    from eth_hash.auto import keccak
+
+    from storage.keys import AccountFields, acct_key, slot_key
+
+    rng = random.Random(seed)
+    addresses = [keccak(i.to_bytes(4, "big"))[:20] for i in range(accounts)]
+    alive: set[bytes] = set()
+    blocks = []
+    for _ in range(count):
+        writes: dict = {}
+        for address in rng.sample(addresses, accounts // 3):
+            if address in alive and rng.random() < 0.1:
+                writes[acct_key(address)] = None
+                alive.discard(address)
+                continue
+            writes[acct_key(address)] = AccountFields(rng.randrange(9), rng.randrange(10**20))
+            alive.add(address)
+            for _ in range(rng.randrange(6)):
+                writes[slot_key(address, rng.randrange(50))] = rng.choice(
+                    [0, rng.randrange(10**30)]
+                )
+        wiped = {a for a in sorted(alive) if rng.random() < 0.03 and acct_key(a) not in writes}
+        deleted = {k[1] for k, v in writes.items() if k[0] == "acct" and v is None}
+        blocks.append((writes, wiped | deleted))
+    return blocks

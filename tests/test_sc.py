@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trie import HexaryTrie
 
-from storage.committer import TrieCommitter
 from storage.keys import AccountFields, acct_key, slot_key
+from storage.reference_trie import TrieCommitter
 from storage.sc import StateCommitment
 
 ADDRESSES = [keccak(bytes([i]))[:20] for i in range(40)]
@@ -56,8 +56,7 @@ def test_roots_equal_py_trie_after_every_block_and_old_proofs_verify(
         for key, value in writes.items():
             if key[0] == "acct":
                 existing[key[1]] = value
-        sc.update(writes, wiped)
-        root = sc.commit(number, writes)
+        root = sc.commit(number, writes, wiped)
         expected = reference.commit(writes, wiped, lambda h: b"")
         assert root == expected
         roots[number] = root
@@ -81,8 +80,7 @@ def test_storage_proofs_at_an_old_block_verify(tmp_path):
     for number in (1, 2, 3):
         writes = {acct_key(address): AccountFields(nonce=number)}
         writes.update({slot_key(address, s): s * number for s in range(1, 40)})
-        sc.update(writes, ())
-        sc.commit(number, writes)
+        sc.commit(number, writes, ())
     old_root = sc.root_at(1)
     account_proof = sc.account_proof(1, address)
     leaf = HexaryTrie.get_from_proof(old_root, keccak(address), account_proof)

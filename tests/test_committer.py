@@ -1,0 +1,98 @@
+"""The committer: SS and SC at the same block, concurrent writes, and recovery after a
+process is killed (SIGKILL) in the middle of a block's commit."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import random_state_blocks
+
+from compute_unit.state import DictSnapshot
+from storage.committer import CRASH_POINTS, Committer
+from storage.reference_trie import TrieCommitter
+from storage.ss import CommitMark, StorageError
+
+REPO = Path(__file__).resolve().parent.parent
+BLOCKS = 5
+
+CHILD = """
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+from support import random_state_blocks
+from storage.committer import Committer
+committer = Committer({data!r})
+blocks = random_state_blocks(7, {count})
+for number, (writes, wiped) in enumerate(blocks[:-1], start=1):
+    committer.commit(number, writes, wiped)
+writes, wiped = blocks[-1]
+committer.commit({count}, writes, wiped, crash_at={point!r})
+"""
+
+
+def reference(count: int) -> tuple[list[bytes], DictSnapshot]:
+    """Roots after each of the first ``count`` blocks (index 0: empty), and the state."""
+    trie, model = TrieCommitter([]), DictSnapshot()
+    roots = [trie.state_root]
+    for writes, wiped in random_state_blocks(7, count):
+        roots.append(trie.commit(writes, wiped, lambda h: b""))
+        model.apply(writes, wiped)
+    return roots, model
+
+
+def test_blocks_commit_to_the_reference_roots(tmp_path):
+    roots, model = reference(BLOCKS)
+    committer = Committer(tmp_path / "data", levels=1, page_target=512)
+    for number, (writes, wiped) in enumerate(random_state_blocks(7, BLOCKS), start=1):
+        assert committer.commit(number, writes, wiped) == roots[number]
+    assert committer.mark.number == BLOCKS and committer.mark.state_root == roots[BLOCKS]
+    keys = sorted(model.data, key=repr)
+    assert committer.ss.get_many(keys) == [model.data[k] for k in keys]
+    committer.close()
+    reopened = Committer(tmp_path / "data", levels=1, page_target=512)
+    assert reopened.recovery == "consistent" and reopened.state_root == roots[BLOCKS]
+    reopened.close()
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_kill_mid_commit_recovers_to_the_last_block_both_hold(tmp_path, point):
+    data = tmp_path / "data"
+    script = CHILD.format(
+        repo=str(REPO), tests=str(REPO / "tests"), data=str(data), count=BLOCKS, point=point
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+
+    committer = Committer(data)
+    expected_block = BLOCKS if point == "after_ss" else BLOCKS - 1
+    roots, model = reference(expected_block)
+    assert committer.mark.number == expected_block
+    assert committer.sc.last_committed().number == expected_block
+    assert committer.state_root == roots[expected_block]
+    assert (
+        committer.recovery
+        == {
+            "before_writes": "consistent",
+            "after_sc": f"rolled SC back to block {BLOCKS - 1}",
+            "after_ss": f"rolled SC forward to block {BLOCKS}",
+        }[point]
+    )
+    keys = sorted(model.data, key=repr)
+    assert committer.ss.get_many(keys) == [model.data[k] for k in keys]
+    for number in range(1, expected_block + 1):  # nothing of an earlier block lost
+        assert committer.sc.root_at(number) == roots[number]
+    writes, wiped = random_state_blocks(7, BLOCKS)[-1]  # and the chain goes on
+    if expected_block < BLOCKS:
+        assert committer.commit(BLOCKS, writes, wiped) == reference(BLOCKS)[0][BLOCKS]
+    committer.close()
+
+
+def test_ss_ahead_without_write_sets_is_refused(tmp_path):
+    data = tmp_path / "data"
+    committer = Committer(data, keep_writesets=False)
+    writes, wiped = random_state_blocks(7, 1)[0]
+    storage_roots, root = committer.sc.update(writes, wiped)
+    committer.ss.write_block(CommitMark(1, root), writes, wiped, storage_roots)  # SC never was
+    committer.close()
+    with pytest.raises(StorageError, match="keeps no write sets"):
+        Committer(data, keep_writesets=False)
