@@ -325,7 +325,8 @@ class StorageView:
     since the state does not change while a block executes.
     """
 
-    _opened: dict[str, StateStorage] = {}
+    _opened: dict[str, StateStorage] = {}  # per process, most recently used last
+    KEEP_OPEN = 2
 
     def __init__(self, path: str | Path, number: int) -> None:
         self.path, self.number = str(path), number
@@ -339,10 +340,14 @@ class StorageView:
         self.__init__(state["path"], state["number"])
 
     def _store(self) -> StateStorage:
-        store = self._opened.get(self.path)
+        store = self._opened.pop(self.path, None)
         if store is None:
             secondary = tempfile.mkdtemp(prefix="evmpp-ss-secondary-")
-            store = self._opened[self.path] = StateStorage(self.path, secondary=secondary)
+            store = StateStorage(self.path, secondary=secondary)
+        self._opened[self.path] = store
+        while len(self._opened) > self.KEEP_OPEN:  # stores of earlier chains (e.g. replays)
+            oldest = next(iter(self._opened))
+            self._opened.pop(oldest).close()
         mark = store.last_committed()
         if mark is None or mark.number < self.number:
             store.catch_up()

@@ -1,6 +1,7 @@
 """State Commitment: paged, versioned tries whose roots equal py-evm's / py-trie's after
 every block, with proofs at earlier blocks, pages forced to split and merge, reopening."""
 
+import pytest
 import rlp
 from eth.constants import EMPTY_SHA3
 from eth.rlp.accounts import Account
@@ -12,6 +13,7 @@ from trie import HexaryTrie
 from storage.keys import AccountFields, acct_key, slot_key
 from storage.reference_trie import TrieCommitter
 from storage.sc import StateCommitment
+from storage.ss import StorageError
 
 ADDRESSES = [keccak(bytes([i]))[:20] for i in range(40)]
 
@@ -89,3 +91,80 @@ def test_storage_proofs_at_an_old_block_verify(tmp_path):
     value = HexaryTrie.get_from_proof(storage_root, keccak((7).to_bytes(32, "big")), proof)
     assert rlp.decode(value, sedes=rlp.sedes.big_endian_int) == 7
     sc.close()
+
+
+def committed(tmp_path, blocks=3, **options):
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=300, **options)
+    for number in range(1, blocks + 1):
+        writes = {acct_key(a): AccountFields(nonce=number) for a in ADDRESSES[: 10 * number]}
+        writes.update({slot_key(ADDRESSES[0], s): s + number for s in range(20)})
+        sc.commit(number, writes, ())
+    return sc
+
+
+def reopen_and_read(tmp_path):
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=300)
+    try:
+        for address in ADDRESSES:
+            sc.accounts.get(keccak(address))
+        sc.storage_trie(ADDRESSES[0]).get(keccak((3).to_bytes(32, "big")))
+        return sc.root
+    finally:
+        sc.close()
+
+
+def damage(tmp_path, change):
+    """Apply ``change(key, data)`` to one page of the latest block; return its key."""
+    sc = committed(tmp_path)
+    latest = [k for k in sc._pages.keys() if int.from_bytes(k[:8], "big") == 3]  # noqa: SIM118
+    key = sorted(latest)[len(latest) // 2]
+    new = change(sc._pages[key])
+    if new is None:
+        del sc._pages[key]
+    else:
+        sc._pages[key] = new
+    sc.close()
+    return key
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda data: data[: len(data) // 2], "cannot decode"),
+        (lambda data: None, "page is missing"),
+        (lambda data: data.replace(b"\x01", b"\x02", 1), "hashes to|cannot decode"),
+    ],
+    ids=["truncated", "missing", "garbled"],
+)
+def test_a_damaged_page_is_an_error_naming_it_never_a_wrong_root(tmp_path, change, message):
+    key = damage(tmp_path, change)
+    version, depth, seq = int.from_bytes(key[:8], "big"), key[8], int.from_bytes(key[9:], "big")
+    named = f"page\\(version={version}, depth={depth}, seq={seq}\\)"
+    with pytest.raises(StorageError, match=f"{named}.*({message})|({message}).*{named}"):
+        reopen_and_read(tmp_path)
+
+
+def test_a_store_of_another_layout_is_refused(tmp_path):
+    sc = committed(tmp_path, blocks=1)
+    sc._meta[b"layout"] = (7).to_bytes(4, "big")
+    sc.close()
+    with pytest.raises(StorageError, match="meta/layout is version 7"):
+        StateCommitment(tmp_path / "sc")
+
+
+def test_pruning_keeps_the_last_versions_only(tmp_path):
+    sc = committed(tmp_path, blocks=6, keep_versions=2)
+    assert sc.root_at(6) == sc.root and sc.root_at(5)
+    for address in ADDRESSES[:5]:
+        HexaryTrie.get_from_proof(sc.root_at(5), keccak(address), sc.account_proof(5, address))
+    with pytest.raises(StorageError, match="no root kept for block 4"):
+        sc.root_at(4)
+    assert len(list(sc._pages.keys())) < committed_pages(tmp_path)
+    sc.close()
+
+
+def committed_pages(tmp_path) -> int:
+    unpruned = committed(tmp_path / "unpruned", blocks=6)
+    count = len(list(unpruned._pages.keys()))
+    unpruned.close()
+    return count
