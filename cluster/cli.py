@@ -52,12 +52,15 @@ def row_line(report: BlockReport) -> str:
 
 def run(args: argparse.Namespace) -> int:
     mix = Mix.parse(args.mix) if args.mix else DEFAULT_MIX
+    if args.data_dir and Path(args.data_dir).exists() and any(Path(args.data_dir).iterdir()):
+        print(f"error: --data-dir {args.data_dir} is not empty; give a new folder", file=sys.stderr)
+        return 2
     print(f"genesis: {args.accounts} accounts ...", file=sys.stderr)
     genesis = build_genesis(args.accounts, seed=args.seed)
     generator = BlockGenerator(genesis, mix, args.skew, args.seed)
     start_ray(num_cpus=args.workers, address=args.address)
     cu = ComputeUnit(args.workers)
-    chain = ChainRunner(genesis.state.items(), ParallelExecutor(cu))
+    chain = ChainRunner(genesis.state.items(), ParallelExecutor(cu), args.data_dir or None)
     reports: list[BlockReport] = []
     started = time.perf_counter()
     print(header_line())
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         for rejection in chain.last_rejections:
             tqdm.write(f"  {rejection}")
     cu.shutdown()
+    chain.close()
     all_match = all(r.matches for r in reports)
     speedups = sorted(r.speedup for r in reports)
     summary = {
@@ -111,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accounts", type=int, default=2000, help="funded genesis accounts")
     p.add_argument("--json", default="", help="write every row and a summary to this path")
     p.add_argument("--address", default=None, help="join this Ray cluster instead")
+    p.add_argument(
+        "--data-dir",
+        default="",
+        help="an empty folder for State Storage and State Commitment (default: a temporary one)",
+    )
     p.set_defaults(func=run)
     p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
     p.add_argument("folders", nargs="+", help="block folders, or directories holding them")

@@ -100,6 +100,8 @@ def replay_block(
     except (InvalidBlockError, ValidationError) as err:
         row.error = f"invalid block: {err}"
         return row
+    finally:
+        chain.close()
     seq_checks = header_checks(block, sequential.receipts, sequential.gas_used)
     par_checks = header_checks(block, parallel.block.receipts, parallel.block.gas_used)
     for name in HEADER_CHECKS:

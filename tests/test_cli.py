@@ -6,6 +6,7 @@ import pytest
 
 from bench.workload.blocks import Mix
 from cluster.cli import main
+from storage.committer import Committer
 
 
 def test_run_prints_table_and_writes_json(ray_cluster, tmp_path, capsys):
@@ -29,3 +30,18 @@ def test_bad_mix_is_a_clear_error(text):
 def test_nonpositive_counts_are_refused():
     with pytest.raises(SystemExit):
         main(["run", "--txs", "0"])
+
+
+def test_run_persists_every_block_in_the_data_dir(ray_cluster, tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "run.json"
+    argv = ["run", "--blocks", "2", "--txs", "30", "--accounts", "50", "--json", str(out)]
+    assert main([*argv, "--data-dir", str(data)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    committer = Committer(data)
+    assert committer.recovery == "consistent"
+    assert committer.mark.number == 2
+    assert "0x" + committer.state_root.hex() == rows[-1]["state_root"]
+    assert committer.sc.root_at(1).hex() == rows[0]["state_root"][2:]
+    committer.close()
+    assert main([*argv, "--data-dir", str(data)]) == 2
+    assert "is not empty" in capsys.readouterr().err
