@@ -23,7 +23,7 @@ from typing import Any
 
 from storage.keys import StateKey
 from storage.sc import StateCommitment
-from storage.ss import CommitMark, StateStorage, StorageError
+from storage.ss import CommitMark, StateStorage, StorageError, db_options
 from storage.writeset import decode_writeset
 
 CRASH_POINTS = ("before_writes", "after_sc", "after_ss")
@@ -40,13 +40,19 @@ class Committer:
         keep_versions: int | None = None,
         levels: int = 2,
         page_target: int = 4096,
+        statistics: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.ss = StateStorage(self.data_dir / "ss", keep_writesets=keep_writesets)
+        self.ss_options = db_options(statistics)
+        self.sc_options = db_options(statistics)
+        self.ss = StateStorage(
+            self.data_dir / "ss", keep_writesets=keep_writesets, options=self.ss_options
+        )
         self._sc_options = {
             "keep_versions": keep_versions,
             "levels": levels,
             "page_target": page_target,
+            "options": self.sc_options,
         }
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")

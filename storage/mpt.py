@@ -19,6 +19,7 @@ from typing import Any
 import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth_hash.auto import keccak
+from rlp.codec import encode_raw  # bytes and lists only: no sedes inference (hot path)
 
 Raw = Any  # an RLP structure: bytes or a list of them
 
@@ -75,7 +76,7 @@ class Node:
     @property
     def encoded(self) -> bytes:
         if self._encoded is None:
-            self._encoded = rlp.encode(self.raw())
+            self._encoded = encode_raw(self.raw())
         return self._encoded
 
     @property

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import rlp
+from rlp.codec import encode_raw
 from rlp.exceptions import DecodingError
 
 from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub
@@ -45,7 +46,7 @@ class PageRef:
         return page_key(self.version, depth, self.seq)
 
     def raw(self) -> Raw:
-        return [self.start, self.end, self.version, self.seq, self.count]
+        return [self.start, self.end, _bytes(self.version), _bytes(self.seq), _bytes(self.count)]
 
     @classmethod
     def from_raw(cls, raw: Raw) -> PageRef:
@@ -140,19 +141,29 @@ def _encode_node(node: Node, path: bytes, cut: int, top: bool) -> Raw:
     return [b"B", node.value, children]
 
 
-def encode_entry(entry: Entry, levels: int) -> Raw:
+def encode_entry(entry: Entry, levels: int) -> bytes:
     node = _encode_node(entry.node, entry.path, cut_depth(len(entry.path), levels), True)
-    return [entry.path, node, [ref.raw() for ref in entry.refs]]
+    return encode_raw([entry.path, node, [ref.raw() for ref in entry.refs]])
 
 
-def encode_page(page: Page, levels: int) -> bytes:
-    return rlp.encode([page.depth, [encode_entry(entry, levels) for entry in page.entries]])
+def encode_page(depth: int, encoded_entries: list[bytes]) -> bytes:
+    """A page from entries already encoded (``encode_entry``): RLP list, written by hand
+    since the entries are RLP already."""
+    payload = encode_raw(_bytes(depth)) + b"".join(encoded_entries)
+    return _list_prefix(len(payload)) + payload
+
+
+def _list_prefix(length: int) -> bytes:
+    if length < 56:
+        return bytes([0xC0 + length])
+    size = _bytes(length)
+    return bytes([0xF7 + len(size)]) + size
 
 
 def decode_page(data: bytes, key: bytes, seq: int) -> Page:
     """A page's entries, their boundary children as stubs located in the entries' refs."""
     try:
-        depth_raw, entries_raw = rlp.decode(data)
+        depth_raw, *entries_raw = rlp.decode(data)
         entries = []
         for path, node_raw, refs_raw in entries_raw:
             entry = Entry(path, Leaf(b"", b""), [PageRef.from_raw(r) for r in refs_raw])
@@ -189,3 +200,7 @@ def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
 
 def _int(data: bytes) -> int:
     return int.from_bytes(data, "big")
+
+
+def _bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")

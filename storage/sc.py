@@ -30,7 +30,7 @@ import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
-from rocksdict import WriteBatch
+from rocksdict import Options, WriteBatch
 
 from storage.keys import ACCT, SLOT, StateKey
 from storage.mpt import Node, Stub, Trie
@@ -43,6 +43,7 @@ from storage.pages import (
     decode_page,
     describe_key,
     encode_entry,
+    encode_page,
     page_key,
 )
 from storage.ss import CommitMark, StorageError, check_layout, open_rocksdb
@@ -71,11 +72,13 @@ class StateCommitment:
         page_target: int = DEFAULT_TARGET,
         keep_versions: int | None = None,
         read_only: bool = False,
+        options: Options | None = None,
     ) -> None:
         self.path = Path(path)
         self.levels, self.page_target, self.keep_versions = levels, page_target, keep_versions
         self.read_only = read_only
-        self._db = open_rocksdb(self.path, FAMILIES, read_only=read_only)
+        self._db = open_rocksdb(self.path, FAMILIES, read_only=read_only, options=options)
+        self.last_batch = (0, 0)  # operations and bytes of the last block's batch
         self._pages = self._db.get_column_family("pages")
         self._meta = self._db.get_column_family("meta")
         self._handles = {name: self._db.get_column_family_handle(name) for name in FAMILIES}
@@ -247,6 +250,7 @@ class StateCommitment:
         batch.put(META_LAST, CommitMark(number, root).encode(), meta)
         if self.keep_versions is not None:
             self._prune(number, batch)
+        self.last_batch = (batch.len(), batch.size_in_bytes())
         self._db.write(batch)
         self.pages_written += len(writer.written)
         self.bytes_written += sum(writer.written.values())
@@ -304,7 +308,8 @@ class StateCommitment:
         return self._db.property_int_value(name)
 
 
-Written = tuple[PageRef, list[Entry] | None, int]  # a page; entries and size if written now
+Encoded = list[tuple[Entry, bytes]]  # entries with their encodings, in path order
+Written = tuple[PageRef, Encoded | None, int]  # a page; its entries and size if written now
 
 
 def _show(ref: Any) -> str:
@@ -382,15 +387,15 @@ class _PageWriter:
             below = list(boundary_children(entry, self.sc.levels))
             entry.refs = self.flush_children(depth + 1, below, old_entry.refs if old_entry else [])
             entries.append(entry)
-        chunks: list[list[Entry]] = [[]]
+        chunks: list[list[tuple[Entry, bytes]]] = [[]]
         sizes = [0]
         for entry in entries:
-            size = len(rlp.encode(encode_entry(entry, self.sc.levels)))
-            if chunks[-1] and sizes[-1] + size > self.sc.page_target:
+            encoded = encode_entry(entry, self.sc.levels)
+            if chunks[-1] and sizes[-1] + len(encoded) > self.sc.page_target:
                 chunks.append([])
                 sizes.append(0)
-            chunks[-1].append(entry)
-            sizes[-1] += size
+            chunks[-1].append((entry, encoded))
+            sizes[-1] += len(encoded)
         out = []
         for index, chunk in enumerate(chunks):
             page_seq = seq if index == 0 and seq is not None else self.sc.new_seq()
@@ -421,9 +426,10 @@ class _PageWriter:
                 merged.append((ref, entries, size))
         return [ref for ref, _, _ in merged]
 
-    def _put(self, depth: int, entries: list[Entry], seq: int) -> PageRef:
+    def _put(self, depth: int, encoded: Encoded, seq: int) -> PageRef:
+        entries = [entry for entry, _ in encoded]
         page = Page(depth, entries)
-        data = rlp.encode([depth, [encode_entry(entry, self.sc.levels) for entry in entries]])
+        data = encode_page(depth, [data for _, data in encoded])
         ref = PageRef(entries[0].path, entries[-1].path, self.number, seq, len(entries))
         key = ref.key(depth)
         self.batch.put(key, data, self.pages_cf)

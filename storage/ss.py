@@ -62,15 +62,22 @@ class CommitMark:
         return cls(int.from_bytes(data[:8], "big"), data[8:])
 
 
-def _options() -> Options:
+def db_options(statistics: bool = False) -> Options:
+    """Options for our stores; ``statistics`` turns RocksDB's tickers on (benchmarks)."""
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.create_missing_column_families(True)
+    if statistics:
+        options.enable_statistics()
     return options
 
 
 def open_rocksdb(
-    path: Path, families: Sequence[str], read_only: bool = False, secondary: Path | None = None
+    path: Path,
+    families: Sequence[str],
+    read_only: bool = False,
+    secondary: Path | None = None,
+    options: Options | None = None,
 ) -> Rdict:
     """A RocksDB with the given column families, for writing, read-only or as a secondary."""
     columns = {name: Options(raw_mode=True) for name in families}
@@ -78,7 +85,19 @@ def open_rocksdb(
         access = AccessType.secondary(str(secondary))
     else:
         access = AccessType.read_only() if read_only else AccessType.read_write()
-    return Rdict(str(path), options=_options(), column_families=columns, access_type=access)
+    options = options or db_options()
+    return Rdict(str(path), options=options, column_families=columns, access_type=access)
+
+
+def rocksdb_tickers(options: Options) -> dict[str, int]:
+    """RocksDB's cumulative counters (``rocksdb.bytes.written`` ...) of a store opened with
+    ``db_options(statistics=True)``."""
+    tickers = {}
+    for line in (options.get_statistics() or "").splitlines():
+        name, _, rest = line.partition(" COUNT : ")
+        if rest and rest.strip().isdigit():
+            tickers[name.strip()] = int(rest.strip())
+    return tickers
 
 
 def check_layout(meta: Rdict, where: str, writable: bool) -> None:
@@ -105,8 +124,10 @@ class StateStorage:
         read_only: bool = False,
         secondary: str | Path | None = None,
         keep_writesets: bool = True,
+        options: Options | None = None,
     ) -> None:
         self.path = Path(path)
+        self.last_batch = (0, 0)  # operations and bytes of the last block's batch
         self.read_only = read_only or secondary is not None
         self.keep_writesets = keep_writesets
         self._db = open_rocksdb(
@@ -114,6 +135,7 @@ class StateStorage:
             COLUMN_FAMILIES,
             read_only=read_only,
             secondary=Path(secondary) if secondary is not None else None,
+            options=options,
         )
         self._cf = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
         self._handles = {name: self._db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
@@ -275,6 +297,7 @@ class StateStorage:
         meta = self._handles["meta"]
         batch.put(META_NEXT_SEQ, next_seq.to_bytes(SEQ_BYTES, "big"), meta)
         batch.put(META_LAST, mark.encode(), meta)
+        self.last_batch = (batch.len(), batch.size_in_bytes())
         self._db.write(batch)
 
     def _put_account(
