@@ -97,6 +97,8 @@ class StateCommitment:
         self._pending: dict[bytes, Trie] = {}
         self.pages_written = 0
         self.bytes_written = 0
+        self.splits = 0  # pages split off an oversized page, since open
+        self.merges = 0  # underfull sibling pages merged away, since open
 
     def close(self) -> None:
         """Release the DB (column-family views and handles hold it open too)."""
@@ -396,6 +398,7 @@ class _PageWriter:
                 sizes.append(0)
             chunks[-1].append((entry, encoded))
             sizes[-1] += len(encoded)
+        self.sc.splits += len(chunks) - 1
         out = []
         for index, chunk in enumerate(chunks):
             page_seq = seq if index == 0 and seq is not None else self.sc.new_seq()
@@ -403,8 +406,9 @@ class _PageWriter:
         return out
 
     def _merge(self, depth: int, pages: list[Written]) -> list[PageRef]:
-        """Sibling pages in path order; neighbours both written in this block are merged
-        while together they stay under half the target (kept pages are not touched)."""
+        """Sibling pages in path order; a page written in this block under a quarter of the
+        target merges with a neighbour also written now, if together they fit the target
+        (kept pages are not touched)."""
         pages.sort(key=lambda item: item[0].start)
         merged: list[Written] = []
         for ref, entries, size in pages:
@@ -413,9 +417,11 @@ class _PageWriter:
                 last is not None
                 and last[1] is not None
                 and entries is not None
-                and last[2] + size <= self.sc.page_target // 2
+                and min(last[2], size) < self.sc.page_target // 4
+                and last[2] + size <= self.sc.page_target
             ):
                 merged.pop()
+                self.sc.merges += 1
                 key = ref.key(depth)
                 self.batch.delete(key, self.pages_cf)
                 self.sc._cache.pop(key, None)

@@ -168,3 +168,17 @@ def committed_pages(tmp_path) -> int:
     count = len(list(unpruned._pages.keys()))
     unpruned.close()
     return count
+
+
+def test_pages_split_when_growing_and_merge_when_shrinking(tmp_path):
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=1000)
+    reference = TrieCommitter([])
+    grow = {acct_key(a): AccountFields(nonce=1) for a in ADDRESSES}
+    assert sc.commit(1, grow, ()) == reference.commit(grow, (), lambda h: b"")
+    assert sc.splits > 0
+    shrink = {acct_key(a): None for a in ADDRESSES[4:]}
+    assert sc.commit(2, shrink, ()) == reference.commit(shrink, (), lambda h: b"")
+    assert sc.merges > 0
+    regrow = {acct_key(a): AccountFields(nonce=2) for a in ADDRESSES[10:30]}
+    assert sc.commit(3, regrow, ()) == reference.commit(regrow, (), lambda h: b"")
+    sc.close()
