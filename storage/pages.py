@@ -86,12 +86,12 @@ class Entry:
 class Page:
     depth: int
     entries: list[Entry]
+    _by_path: dict[bytes, Entry] | None = field(default=None, repr=False)
 
     def entry(self, path: bytes) -> Entry | None:
-        for entry in self.entries:
-            if entry.path == path:
-                return entry
-        return None
+        if self._by_path is None:
+            self._by_path = {entry.path: entry for entry in self.entries}
+        return self._by_path.get(path)
 
 
 def cut_depth(path_len: int, levels: int) -> int:
