@@ -33,12 +33,20 @@ def run_case(executor, genesis, mix: str, skew: float, txs: int, runs: int, seed
     block = BlockGenerator(genesis, Mix.parse(mix), skew, seed).block(txs)
     env = block_env(1, gas_limit=sum(tx.gas for tx in block))
     items = list(genesis.state.items())
-    ChainRunner(items, executor).import_block(env, block)  # warm-up: imports, code caches
     seq_s, par_s, one_s, reexec, matches = [], [], [], [], []
+    whole = [list(range(len(block)))]
+
+    def fresh_run(groups=None):
+        chain = ChainRunner(items, executor)
+        try:
+            return chain.import_block(env, block, groups=groups)
+        finally:
+            chain.close()
+
+    fresh_run()  # warm-up: imports, code caches
     for _ in range(runs):
-        report, parallel, sequential = ChainRunner(items, executor).import_block(env, block)
-        whole = [list(range(len(block)))]
-        one_group, _, _ = ChainRunner(items, executor).import_block(env, block, groups=whole)
+        report, parallel, sequential = fresh_run()
+        one_group, _, _ = fresh_run(whole)
         seq_s.append(sequential.elapsed_s)
         par_s.append(parallel.elapsed_s)
         one_s.append(one_group.parallel_ms / 1000)
