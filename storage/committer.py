@@ -1,9 +1,9 @@
 """Commits blocks to disk: State Storage (SS) and State Commitment (SC), concurrently.
 
 For a block's write set, SC first merkelizes in memory (storage tries, then the account trie:
-the state root and each changed account's storage root); then SS's batch (I/O: the flat
-state, with those storage roots and the block's root) and SC's page batch (encoding the dirty
-pages, writing them) run concurrently. Each store records the block it last committed.
+the state root and each changed account's record, storage root included); then SS's batch
+(I/O: the flat state, with those records and the block's root) and SC's page batch (encoding
+the dirty pages, writing them) run concurrently. Each store records the block it last committed.
 
 On open the two marks are compared. Equal: nothing to do. SS ahead (a crash after SS's
 batch, before SC's): SC is rolled forward by replaying SS's write set of that block, and the
@@ -117,8 +117,8 @@ class Committer:
     ) -> bytes:
         """Persist one block; its state root. ``crash_at`` kills the process (tests)."""
         wiped = frozenset(wiped)
-        storage_roots, _ = self.sc.update(writes, wiped)
-        return self._write(number, writes, wiped, storage_roots, crash_at)
+        records, _ = self.sc.update(writes, wiped)
+        return self._write(number, writes, wiped, records, crash_at)
 
     def commit_steps(
         self,
@@ -132,10 +132,10 @@ class Committer:
         ``writes``/``wiped`` are the whole block's, as the steps add up to.
         """
         roots = []
-        changed: dict[bytes, bytes] = {}
+        changed: dict[bytes, bytes | None] = {}
         for step_writes, step_wiped in steps:
-            storage_roots, root = self.sc.update(step_writes, step_wiped)
-            changed.update(storage_roots)
+            records, root = self.sc.update(step_writes, step_wiped)
+            changed.update(records)
             roots.append(root)
         self._write(number, writes, frozenset(wiped), changed, None)
         return roots
@@ -145,7 +145,7 @@ class Committer:
         number: int,
         writes: Mapping[StateKey, Any],
         wiped: frozenset[bytes],
-        storage_roots: Mapping[bytes, bytes],
+        records: Mapping[bytes, bytes | None],
         crash_at: str | None,
     ) -> bytes:
         mark = CommitMark(number, self.sc.accounts.root_hash)
@@ -155,10 +155,10 @@ class Committer:
             if first_sc:
                 self.sc.write(number)
                 _crash_if(crash_at, "after_sc")
-            self.ss.write_block(mark, writes, wiped, storage_roots)
+            self.ss.write_block(mark, writes, wiped, records)
             _crash_if(crash_at, "after_ss")
             return mark.state_root if first_sc else self.sc.write(number)
-        ss_done = self._io.submit(self.ss.write_block, mark, writes, wiped, storage_roots)
+        ss_done = self._io.submit(self.ss.write_block, mark, writes, wiped, records)
         root = self.sc.write(number)
         ss_done.result()
         return root

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import rlp
 from eth.constants import EMPTY_SHA3
+from rlp.codec import encode_raw
 
 ACCT = "acct"
 CODE = "code"
@@ -54,3 +56,30 @@ def describe(key: StateKey) -> str:
     if key[0] == SLOT:
         return f"slot(0x{key[1].hex()}, {key[2]:#x})"
     return f"{key[0]}(0x{key[1].hex()})"
+
+
+class AccountRecord(NamedTuple):
+    """An account as the account trie's leaf and State Storage's record hold it."""
+
+    nonce: int
+    balance: int
+    storage_root: bytes
+    code_hash: bytes
+
+
+def encode_account(nonce: int, balance: int, storage_root: bytes, code_hash: bytes) -> bytes:
+    """RLP(nonce, balance, storage root, code hash), as py-evm's ``Account`` encodes it."""
+    return encode_raw([_int_bytes(nonce), _int_bytes(balance), storage_root, code_hash])
+
+
+def decode_account(data: bytes) -> AccountRecord:
+    nonce, balance, storage_root, code_hash = rlp.decode(data)
+    if len(storage_root) != 32 or len(code_hash) != 32:
+        raise ValueError("an account's storage root and code hash are 32 bytes")
+    return AccountRecord(
+        int.from_bytes(nonce, "big"), int.from_bytes(balance, "big"), storage_root, code_hash
+    )
+
+
+def _int_bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")

@@ -24,12 +24,11 @@ from rlp.codec import encode_raw  # bytes and lists only: no sedes inference (ho
 Raw = Any  # an RLP structure: bytes or a list of them
 
 
+_NIBBLE_PAIRS = [bytes([byte >> 4, byte & 0x0F]) for byte in range(256)]
+
+
 def to_nibbles(key: bytes) -> bytes:
-    out = bytearray()
-    for byte in key:
-        out.append(byte >> 4)
-        out.append(byte & 0x0F)
-    return bytes(out)
+    return b"".join([_NIBBLE_PAIRS[byte] for byte in key])
 
 
 def from_nibbles(nibbles: bytes) -> bytes:

@@ -72,6 +72,7 @@ class Entry:
     path: bytes
     node: Node
     refs: list[PageRef] = field(default_factory=list)
+    encoded: bytes | None = field(default=None, repr=False)  # cached ``encode_entry`` result
 
     def ref_for(self, path: bytes) -> PageRef | None:
         """The child page whose range holds ``path``."""
@@ -142,8 +143,11 @@ def _encode_node(node: Node, path: bytes, cut: int, top: bool) -> Raw:
 
 
 def encode_entry(entry: Entry, levels: int) -> bytes:
-    node = _encode_node(entry.node, entry.path, cut_depth(len(entry.path), levels), True)
-    return encode_raw([entry.path, node, [ref.raw() for ref in entry.refs]])
+    """The entry's bytes in a page (cached on the entry: an unchanged entry keeps them)."""
+    if entry.encoded is None:
+        node = _encode_node(entry.node, entry.path, cut_depth(len(entry.path), levels), True)
+        entry.encoded = encode_raw([entry.path, node, [ref.raw() for ref in entry.refs]])
+    return entry.encoded
 
 
 def encode_page(depth: int, encoded_entries: list[bytes]) -> bytes:

@@ -28,11 +28,10 @@ from typing import Any
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH
-from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
 from rocksdict import Options, WriteBatch
 
-from storage.keys import ACCT, SLOT, StateKey
+from storage.keys import ACCT, SLOT, StateKey, decode_account, encode_account
 from storage.mpt import Node, Stub, Trie
 from storage.pages import (
     Entry,
@@ -176,8 +175,7 @@ class StateCommitment:
         leaf = (accounts or self.accounts).leaf(keccak(address))
         if leaf is None:
             return Trie(None, self._load)
-        storage_root = rlp.decode(leaf.value, sedes=Account).storage_root
-        return self._trie(leaf.sub, storage_root)
+        return self._trie(leaf.sub, decode_account(leaf.value).storage_root)
 
     def at(self, number: int) -> Trie:
         """The account trie as committed at block ``number`` (if still kept)."""
@@ -197,14 +195,15 @@ class StateCommitment:
     # -- committing -------------------------------------------------------------------------
     def update(
         self, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]
-    ) -> tuple[dict[bytes, bytes], bytes]:
-        """Apply changes in memory: (new storage root of each changed account, state root)."""
+    ) -> tuple[dict[bytes, bytes | None], bytes]:
+        """Apply changes in memory: (the account record of every changed account, None for a
+        deleted one, exactly as State Storage keeps it; the new state root)."""
         wiped = set(wiped)
         slots: dict[bytes, list[tuple[int, int]]] = {address: [] for address in wiped}
         for key, value in writes.items():
             if key[0] == SLOT:
                 slots.setdefault(key[1], []).append((key[2], value or 0))
-        roots = {}
+        storage_roots = {}
         for address, changes in slots.items():
             if address in wiped:
                 trie = Trie(None, self._load)
@@ -213,22 +212,26 @@ class StateCommitment:
             for slot, value in changes:
                 trie.put(keccak(slot.to_bytes(32, "big")), rlp.encode(value) if value else b"")
             self._pending[address] = trie
-            roots[address] = trie.root_hash
+            storage_roots[address] = trie.root_hash
         accounts = self.accounts
-        for address in sorted({key[1] for key in writes if key[0] == ACCT} | set(roots)):
+        records: dict[bytes, bytes | None] = {}
+        for address in sorted({key[1] for key in writes if key[0] == ACCT} | set(storage_roots)):
             key = keccak(address)
             leaf = accounts.leaf(key)
-            fields = writes.get((ACCT, address), leaf and rlp.decode(leaf.value, sedes=Account))
+            current = decode_account(leaf.value) if leaf else None
+            fields = writes.get((ACCT, address), current)
             if fields is None:
-                accounts.put(key, b"")
-                continue
-            storage_root = roots.get(address) or (
-                rlp.decode(leaf.value, sedes=Account).storage_root if leaf else BLANK_ROOT_HASH
+                if leaf is not None:
+                    accounts.put(key, b"")
+                    records[address] = None
+                continue  # (storage of an account that does not exist anchors nothing)
+            storage_root = storage_roots.get(address) or (
+                current.storage_root if current else BLANK_ROOT_HASH
             )
-            sub = leaf.sub if leaf else None
-            account = Account(fields.nonce, fields.balance, storage_root, fields.code_hash)
-            accounts.put(key, rlp.encode(account), sub)
-        return roots, accounts.root_hash
+            record = encode_account(fields.nonce, fields.balance, storage_root, fields.code_hash)
+            accounts.put(key, record, leaf.sub if leaf else None)
+            records[address] = record
+        return records, accounts.root_hash
 
     def write(self, number: int) -> bytes:
         """Write the pages changed since the last write, and the root record of ``number``."""
@@ -383,7 +386,7 @@ class _PageWriter:
                 node = self.sc._load(node)
             old_entry = old.entry(path) if old is not None else None
             if old_entry is not None and old_entry.node is node:
-                entries.append(Entry(path, node, old_entry.refs))
+                entries.append(old_entry)  # unchanged, with its encoding
                 continue
             entry = Entry(path, node)
             below = list(boundary_children(entry, self.sc.levels))

@@ -24,13 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rlp
-from eth.constants import BLANK_ROOT_HASH
-from eth.rlp.accounts import Account
 from rlp.exceptions import DecodingError
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
-from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey
+from storage.keys import ACCT, CODE, SLOT, AccountFields, AccountRecord, StateKey, decode_account
 from storage.writeset import encode_writeset
 
 LAYOUT_VERSION = 1
@@ -214,17 +211,17 @@ class StateStorage:
         found = self._cf[family].get(keys)
         return {key: value for key, value in zip(keys, found, strict=True) if value is not None}
 
-    def _record(self, seq: bytes, data: bytes) -> Account:
+    def _record(self, seq: bytes, data: bytes) -> AccountRecord:
         try:
-            return rlp.decode(data, sedes=Account)
-        except (DecodingError, rlp.exceptions.DeserializationError) as err:
+            return decode_account(data)
+        except (DecodingError, ValueError) as err:
             raise StorageError(f"{self.path}: account/{seq.hex()}: corrupt record: {err}") from err
 
     def _fields(self, seq: bytes, data: bytes) -> AccountFields:
         record = self._record(seq, data)
         return AccountFields(record.nonce, record.balance, record.code_hash)
 
-    def account_record(self, address: bytes) -> Account | None:
+    def account_record(self, address: bytes) -> AccountRecord | None:
         """The stored account with its storage root (the account trie's leaf)."""
         seq = self.sequence_of(address)
         data = None if seq is None else self._cf["account"].get(seq)
@@ -249,42 +246,43 @@ class StateStorage:
         mark: CommitMark,
         writes: Mapping[StateKey, Any],
         wiped: Iterable[bytes],
-        storage_roots: Mapping[bytes, bytes],
+        records: Mapping[bytes, bytes | None],
     ) -> None:
         """Apply one block's changes (wipes first) in one atomic batch, then record ``mark``.
 
-        ``storage_roots`` holds the new storage root of every account whose storage changed.
+        ``records`` holds the new record of every changed account (None: deleted), as the
+        State Commitment encodes its leaves, storage root included.
         """
         if self.read_only:
             raise StorageError(f"{self.path}: opened read-only")
         wiped = sorted(set(wiped))
         batch = WriteBatch(raw_mode=True)
+        addresses = sorted({key[1] for key in writes if key[0] == SLOT} | set(records) | set(wiped))
+        found = self._cf["index"].get(addresses) if addresses else []
+        seqs = dict(zip(addresses, found, strict=True))
         next_seq = int.from_bytes(self._cf["meta"].get(META_NEXT_SEQ, b"\0"), "big")
-        seqs: dict[bytes, bytes] = {}
-
-        def seq_for(address: bytes) -> bytes:
-            nonlocal next_seq
-            if address not in seqs:
-                found = self.sequence_of(address)
-                if found is None:
-                    found = next_seq.to_bytes(SEQ_BYTES, "big")
-                    next_seq += 1
-                    batch.put(address, found, self._handles["index"])
-                seqs[address] = found
-            return seqs[address]
-
+        stored = {key[1] for key, value in writes.items() if key[0] == SLOT and value}
+        stored |= {address for address, record in records.items() if record is not None}
+        for address in addresses:  # sequences in creation order (sorted within a block)
+            if seqs[address] is None and address in stored:
+                seqs[address] = next_seq.to_bytes(SEQ_BYTES, "big")
+                batch.put(address, seqs[address], self._handles["index"])
+                next_seq += 1
         contract = self._handles["contract"]
         for address in wiped:
-            seq = self.sequence_of(address)
+            seq = seqs[address]
             if seq is not None:
                 end = (int.from_bytes(seq, "big") + 1).to_bytes(SEQ_BYTES, "big")
                 batch.delete_range(seq, end, contract)
-        touched = {key[1] for key in writes if key[0] == ACCT} | set(storage_roots)
-        for address in sorted(touched):
-            self._put_account(batch, seq_for(address), address, writes, wiped, storage_roots)
+        accounts = self._handles["account"]
+        for address, record in records.items():
+            if record is not None:
+                batch.put(seqs[address], record, accounts)
+            elif seqs[address] is not None:
+                batch.delete(seqs[address], accounts)
         for key, value in writes.items():
-            if key[0] == SLOT:
-                slot = seq_for(key[1]) + key[2].to_bytes(32, "big")
+            if key[0] == SLOT and seqs[key[1]] is not None:  # else: zeroing what never was
+                slot = seqs[key[1]] + key[2].to_bytes(32, "big")
                 if value:
                     batch.put(slot, value.to_bytes((value.bit_length() + 7) // 8, "big"), contract)
                 else:
@@ -299,35 +297,6 @@ class StateStorage:
         batch.put(META_LAST, mark.encode(), meta)
         self.last_batch = (batch.len(), batch.size_in_bytes())
         self._db.write(batch)
-
-    def _put_account(
-        self,
-        batch: WriteBatch,
-        seq: bytes,
-        address: bytes,
-        writes: Mapping[StateKey, Any],
-        wiped: Sequence[bytes],
-        storage_roots: Mapping[bytes, bytes],
-    ) -> None:
-        accounts = self._handles["account"]
-        current = self.account_record(address)
-        if (ACCT, address) in writes:
-            fields = writes[(ACCT, address)]
-            if fields is None:
-                batch.delete(seq, accounts)
-                return
-        elif current is not None:
-            fields = AccountFields(current.nonce, current.balance, current.code_hash)
-        else:
-            return  # storage of an account that does not exist: no record to carry its root
-        if address in storage_roots:
-            root = storage_roots[address]
-        elif current is not None and address not in wiped:
-            root = current.storage_root
-        else:
-            root = BLANK_ROOT_HASH
-        record = Account(fields.nonce, fields.balance, root, fields.code_hash)
-        batch.put(seq, rlp.encode(record), accounts)
 
     def mark_committed(self, mark: CommitMark) -> None:
         """Record ``mark`` alone (recovery: a block whose state is already here)."""

@@ -91,8 +91,8 @@ def test_ss_ahead_without_write_sets_is_refused(tmp_path):
     data = tmp_path / "data"
     committer = Committer(data, keep_writesets=False)
     writes, wiped = random_state_blocks(7, 1)[0]
-    storage_roots, root = committer.sc.update(writes, wiped)
-    committer.ss.write_block(CommitMark(1, root), writes, wiped, storage_roots)  # SC never was
+    records, root = committer.sc.update(writes, wiped)
+    committer.ss.write_block(CommitMark(1, root), writes, wiped, records)  # SC never was
     committer.close()
     with pytest.raises(StorageError, match="keeps no write sets"):
         Committer(data, keep_writesets=False)

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compute_unit.state import DictSnapshot
-from storage.keys import AccountFields, acct_key, code_key, slot_key
+from storage.keys import AccountFields, acct_key, code_key, encode_account, slot_key
 from storage.ss import CommitMark, StateStorage, StorageError
 from storage.writeset import decode_writeset
 
@@ -38,6 +38,20 @@ writes = st.dictionaries(
 block = st.tuples(writes, st.frozensets(st.sampled_from(ADDRESSES), max_size=2))
 
 
+def records(writes, roots=None):
+    """Account records as SC hands them to SS (storage root given or blank)."""
+    roots = roots or {}
+    return {
+        key[1]: None
+        if fields is None
+        else encode_account(
+            fields.nonce, fields.balance, roots.get(key[1], BLANK_ROOT_HASH), fields.code_hash
+        )
+        for key, fields in writes.items()
+        if key[0] == "acct"
+    }
+
+
 def all_keys():
     return [acct_key(a) for a in ADDRESSES] + [slot_key(a, s) for a in ADDRESSES for s in SLOTS]
 
@@ -53,8 +67,9 @@ def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
     try:
         for number, (block_writes, wiped) in enumerate(blocks, start=1):
             wiped = {a for a in wiped if (acct_key(a) not in block_writes)}
-            roots = {key[1]: bytes([number]) * 32 for key in block_writes if key[0] == "slot"}
-            ss.write_block(CommitMark(number, b"\x01" * 32), block_writes, wiped, roots)
+            ss.write_block(
+                CommitMark(number, b"\x01" * 32), block_writes, wiped, records(block_writes)
+            )
             model.apply(block_writes, wiped)
             expected = [model.get(key) for key in all_keys()]
             assert ss.get_many(all_keys()) == expected
@@ -76,23 +91,18 @@ def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
         ss.close()
 
 
-def test_sequences_follow_creation_order_and_storage_roots_are_kept(tmp_path):
+def test_sequences_follow_creation_order_and_records_are_kept_verbatim(tmp_path):
     ss = StateStorage(tmp_path / "ss")
     a, b = ADDRESSES[:2]
-    ss.write_block(CommitMark(1, b"\0" * 32), {acct_key(b): AccountFields(1)}, (), {})
-    ss.write_block(
-        CommitMark(2, b"\0" * 32),
-        {acct_key(a): AccountFields(2), slot_key(a, 1): 5},
-        (),
-        {a: b"\x07" * 32},
-    )
+    first = {acct_key(b): AccountFields(1)}
+    ss.write_block(CommitMark(1, b"\0" * 32), first, (), records(first))
+    second = {acct_key(a): AccountFields(2), slot_key(a, 1): 5}
+    ss.write_block(CommitMark(2, b"\0" * 32), second, (), records(second, {a: b"\x07" * 32}))
     assert ss.sequence_of(b) == (0).to_bytes(5, "big")
     assert ss.sequence_of(a) == (1).to_bytes(5, "big")
-    ss.write_block(CommitMark(3, b"\0" * 32), {acct_key(a): AccountFields(3)}, (), {})
-    assert ss.account_record(a).storage_root == b"\x07" * 32  # storage untouched: root kept
-    ss.write_block(CommitMark(4, b"\0" * 32), {acct_key(a): AccountFields(4)}, {a}, {})
-    assert ss.account_record(a).storage_root == BLANK_ROOT_HASH  # wiped
-    assert ss.get(slot_key(a, 1)) is None
+    assert ss.account_record(a).storage_root == b"\x07" * 32
+    ss.write_block(CommitMark(3, b"\0" * 32), {}, {a}, {})  # wiped
+    assert ss.get(slot_key(a, 1)) is None and ss.get(acct_key(a)) == AccountFields(2)
     ss.close()
 
 
@@ -101,7 +111,8 @@ def test_code_and_reopening_read_only_and_as_secondary(tmp_path):
     ss = StateStorage(path)
     ss.write_block(CommitMark(1, b"\x05" * 32), {code_key(b"\x22" * 32): b"\x60\x00"}, (), {})
     secondary = StateStorage(path, secondary=tmp_path / "secondary")
-    ss.write_block(CommitMark(2, b"\x06" * 32), {acct_key(ADDRESSES[0]): AccountFields(9)}, (), {})
+    nine = {acct_key(ADDRESSES[0]): AccountFields(9)}
+    ss.write_block(CommitMark(2, b"\x06" * 32), nine, (), records(nine))
     ss.flush()
     secondary.catch_up()
     assert secondary.get(acct_key(ADDRESSES[0])) == AccountFields(9)
@@ -117,7 +128,8 @@ def test_code_and_reopening_read_only_and_as_secondary(tmp_path):
 
 def test_validators_can_turn_write_sets_off(tmp_path):
     ss = StateStorage(tmp_path / "ss", keep_writesets=False)
-    ss.write_block(CommitMark(1, b"\0" * 32), {acct_key(ADDRESSES[0]): AccountFields(1)}, (), {})
+    one = {acct_key(ADDRESSES[0]): AccountFields(1)}
+    ss.write_block(CommitMark(1, b"\0" * 32), one, (), records(one))
     assert ss.writeset(1) is None
     ss.close()
 
@@ -132,7 +144,8 @@ def test_a_store_of_another_layout_is_refused(tmp_path):
 
 def test_a_corrupt_account_record_is_named(tmp_path):
     ss = StateStorage(tmp_path / "ss")
-    ss.write_block(CommitMark(1, b"\0" * 32), {acct_key(ADDRESSES[0]): AccountFields(1)}, (), {})
+    one = {acct_key(ADDRESSES[0]): AccountFields(1)}
+    ss.write_block(CommitMark(1, b"\0" * 32), one, (), records(one))
     ss._cf["account"][ss.sequence_of(ADDRESSES[0])] = b"\xff\x01garbage"
     with pytest.raises(StorageError, match="account/0000000000: corrupt record"):
         ss.get(acct_key(ADDRESSES[0]))
