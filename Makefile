@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.parallel_speedup
 	$(BIN)/python -m bench.mainnet
+	$(BIN)/python -m bench.storage_bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
