@@ -174,7 +174,9 @@ class Committer:
         root = self.commit(0, dict(items), ())
         # The genesis trie is long-lived (millions of node objects for a large state); frozen,
         # full garbage collections stop walking it (commit-time spikes of ~0.3 s per 30k
-        # accounts). Nodes are acyclic, so reference counting still frees replaced ones.
+        # accounts). Nodes are acyclic, so reference counting still frees replaced ones; what
+        # is garbage already is collected first, so nothing cyclic is frozen for good.
+        gc.collect()
         gc.freeze()
         return root
 
