@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth_hash.auto import keccak
 from rlp.codec import encode_raw  # bytes and lists only: no sedes inference (hot path)
@@ -41,14 +40,6 @@ def hp_encode(nibbles: bytes, leaf: bool) -> bytes:
     if len(nibbles) % 2:
         return from_nibbles(bytes([flag + 1]) + nibbles)
     return from_nibbles(bytes([flag, 0]) + nibbles)
-
-
-def hp_decode(data: bytes) -> tuple[bytes, bool]:
-    nibbles = to_nibbles(data)
-    if not nibbles or nibbles[0] > 3:
-        raise ValueError(f"bad hex-prefix flag in {data.hex()}")
-    leaf = nibbles[0] >= 2
-    return (nibbles[1:] if nibbles[0] % 2 else nibbles[2:]), leaf
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:
@@ -306,28 +297,3 @@ class Trie:
         if isinstance(child, Extension):
             return Extension(prefix + child.path, child.child)
         return Extension(prefix, child)
-
-
-def decode_node(encoded: bytes) -> Node:
-    """A node (children as inline nodes or hash stubs without locator) from its RLP."""
-    return _from_raw(rlp.decode(encoded))
-
-
-def _from_raw(raw: Raw) -> Node:
-    if len(raw) == 17:
-        children = tuple(_child_from_raw(c) for c in raw[:16])
-        return Branch(children, raw[16])
-    if len(raw) == 2:
-        path, leaf = hp_decode(raw[0])
-        if leaf:
-            return Leaf(path, raw[1])
-        return Extension(path, _child_from_raw(raw[1]))
-    raise ValueError(f"a trie node has 2 or 17 items, not {len(raw)}")
-
-
-def _child_from_raw(raw: Raw) -> Node | None:
-    if raw == b"":
-        return None
-    if isinstance(raw, bytes):
-        return Stub(raw, None)
-    return _from_raw(raw)

@@ -309,9 +309,6 @@ class StateCommitment:
     def flush(self) -> None:
         self._db.flush()
 
-    def property_int(self, name: str) -> int | None:
-        return self._db.property_int_value(name)
-
 
 Encoded = list[tuple[Entry, bytes]]  # entries with their encodings, in path order
 Written = tuple[PageRef, Encoded | None, int]  # a page; its entries and size if written now

@@ -298,15 +298,8 @@ class StateStorage:
         self.last_batch = (batch.len(), batch.size_in_bytes())
         self._db.write(batch)
 
-    def mark_committed(self, mark: CommitMark) -> None:
-        """Record ``mark`` alone (recovery: a block whose state is already here)."""
-        self._cf["meta"][META_LAST] = mark.encode()
-
     def flush(self) -> None:
         self._db.flush()
-
-    def property_int(self, name: str) -> int | None:
-        return self._db.property_int_value(name)
 
 
 class StorageView:

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trie import HexaryTrie
 
-from storage.mpt import Trie, decode_node, hp_decode, hp_encode
+from storage.mpt import Trie
 
 # few distinct bytes so keys share long prefixes; short keys so some are prefixes of others
 keys = st.binary(min_size=0, max_size=5).map(lambda b: bytes(x % 3 for x in b))
@@ -29,16 +29,3 @@ def test_roots_and_proofs_match_py_trie(batches):
             if key in model:  # py-trie cannot read absent keys that end inside an extension
                 proof = ours.proof(key)
                 assert HexaryTrie.get_from_proof(ours.root_hash, key, proof) == model[key]
-
-
-@given(st.binary(max_size=8).map(lambda b: bytes(x % 16 for x in b)), st.booleans())
-def test_hex_prefix_roundtrip(nibbles, leaf):
-    assert hp_decode(hp_encode(nibbles, leaf)) == (nibbles, leaf)
-
-
-def test_nodes_decode_from_their_encoding():
-    trie = Trie()
-    for i in range(50):
-        trie.put(i.to_bytes(4, "big") * 2, b"v" * (i % 40 + 1))
-    node = decode_node(trie.root.encoded)
-    assert node.encoded == trie.root.encoded
