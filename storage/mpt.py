@@ -23,15 +23,18 @@ from rlp.codec import encode_raw  # bytes and lists only: no sedes inference (ho
 Raw = Any  # an RLP structure: bytes or a list of them
 
 
-_NIBBLE_PAIRS = [bytes([byte >> 4, byte & 0x0F]) for byte in range(256)]
+_TO_HEX = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
+_FROM_HEX = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
 
 
 def to_nibbles(key: bytes) -> bytes:
-    return b"".join([_NIBBLE_PAIRS[byte] for byte in key])
+    """One byte (0-15) per nibble, high nibble first (via hex: C speed)."""
+    return key.hex().encode().translate(_FROM_HEX)
 
 
 def from_nibbles(nibbles: bytes) -> bytes:
-    return bytes((nibbles[i] << 4) | nibbles[i + 1] for i in range(0, len(nibbles), 2))
+    """Pack an even number of nibbles two a byte."""
+    return bytes.fromhex(nibbles.translate(_TO_HEX).decode())
 
 
 def hp_encode(nibbles: bytes, leaf: bool) -> bytes:

@@ -23,7 +23,7 @@ import rlp
 from rlp.codec import encode_raw
 from rlp.exceptions import DecodingError
 
-from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub
+from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub, from_nibbles, to_nibbles
 
 PAGE_KEY_BYTES = 14
 
@@ -131,9 +131,10 @@ def _encode_node(node: Node, path: bytes, cut: int, top: bool) -> Raw:
         return b"H" + node.ref
     if isinstance(node, Leaf):
         sub = [] if node.sub is None else node.sub.raw()
-        return [b"L", node.path, node.value, sub]
+        return [b"L", pack_nibbles(node.path), node.value, sub]
     if isinstance(node, Extension):
-        return [b"E", node.path, _encode_node(node.child, path + node.path, cut, False)]
+        child = _encode_node(node.child, path + node.path, cut, False)
+        return [b"E", pack_nibbles(node.path), child]
     assert isinstance(node, Branch), f"cannot page a {type(node).__name__}"
     children = [
         b"" if c is None else _encode_node(c, path + bytes([i]), cut, False)
@@ -146,7 +147,8 @@ def encode_entry(entry: Entry, levels: int) -> bytes:
     """The entry's bytes in a page (cached on the entry: an unchanged entry keeps them)."""
     if entry.encoded is None:
         node = _encode_node(entry.node, entry.path, cut_depth(len(entry.path), levels), True)
-        entry.encoded = encode_raw([entry.path, node, [ref.raw() for ref in entry.refs]])
+        refs = [ref.raw() for ref in entry.refs]
+        entry.encoded = encode_raw([pack_nibbles(entry.path), node, refs])
     return entry.encoded
 
 
@@ -169,7 +171,8 @@ def decode_page(data: bytes, key: bytes, seq: int) -> Page:
     try:
         depth_raw, *entries_raw = rlp.decode(data)
         entries = []
-        for path, node_raw, refs_raw in entries_raw:
+        for packed, node_raw, refs_raw in entries_raw:
+            path = unpack_nibbles(packed)
             entry = Entry(path, Leaf(b"", b""), [PageRef.from_raw(r) for r in refs_raw])
             entry.node = _decode_node(node_raw, path, entry, depth=_int(depth_raw) + 1)
             entry.node.origin = seq
@@ -190,9 +193,10 @@ def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
     kind = raw[0]
     if kind == b"L":
         sub = PageRef.from_raw(raw[3]) if raw[3] else None
-        return Leaf(raw[1], raw[2], sub)
+        return Leaf(unpack_nibbles(raw[1]), raw[2], sub)
     if kind == b"E":
-        return Extension(raw[1], _decode_node(raw[2], path + raw[1], entry, depth))
+        ext_path = unpack_nibbles(raw[1])
+        return Extension(ext_path, _decode_node(raw[2], path + ext_path, entry, depth))
     if kind == b"B" and len(raw[2]) == 16:
         children = tuple(
             None if c == b"" else _decode_node(c, path + bytes([i]), entry, depth)
@@ -200,6 +204,19 @@ def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
         )
         return Branch(children, raw[1])
     raise ValueError(f"unknown node kind {kind!r} at path {path.hex()}")
+
+
+def pack_nibbles(nibbles: bytes) -> bytes:
+    """Two nibbles a byte, after a byte saying whether the count is odd."""
+    odd = len(nibbles) % 2
+    return bytes([odd]) + from_nibbles(nibbles + b"\0" * odd)
+
+
+def unpack_nibbles(data: bytes) -> bytes:
+    if not data or data[0] > 1:
+        raise ValueError(f"bad packed path {data.hex()}")
+    nibbles = to_nibbles(data[1:])
+    return nibbles[:-1] if data[0] else nibbles
 
 
 def _int(data: bytes) -> int:

@@ -113,11 +113,17 @@ def reopen_and_read(tmp_path):
         sc.close()
 
 
+def garble_an_account(data: bytes) -> bytes:
+    """Flip one bit of the first account record in the page (its balance)."""
+    at = data.index(b"\xf8\x44") + 5
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+
+
 def damage(tmp_path, change):
-    """Apply ``change(key, data)`` to one page of the latest block; return its key."""
+    """Apply ``change(data)`` to one page of the latest block holding an account; its key."""
     sc = committed(tmp_path)
     latest = [k for k in sc._pages.keys() if int.from_bytes(k[:8], "big") == 3]  # noqa: SIM118
-    key = sorted(latest)[len(latest) // 2]
+    key = next(k for k in sorted(latest, reverse=True) if b"\xf8\x44" in sc._pages[k])
     new = change(sc._pages[key])
     if new is None:
         del sc._pages[key]
@@ -132,7 +138,7 @@ def damage(tmp_path, change):
     [
         (lambda data: data[: len(data) // 2], "cannot decode"),
         (lambda data: None, "page is missing"),
-        (lambda data: data.replace(b"\x01", b"\x02", 1), "hashes to|cannot decode"),
+        (garble_an_account, "hashes to"),
     ],
     ids=["truncated", "missing", "garbled"],
 )
