@@ -54,6 +54,25 @@ class PageRef:
         return cls(start, end, _int(version), _int(seq), _int(count))
 
 
+@dataclass(frozen=True)
+class InlineTrie:
+    """A trie small enough to live inside its anchoring leaf's entry (a small storage trie):
+    every node inline, no page of its own."""
+
+    root: Node
+
+    def raw(self) -> Raw:
+        return [b"I", _encode_node(self.root, b"", NO_CUT, True)]
+
+
+NO_CUT = 1 << 30  # a cut depth no path reaches: every node inline
+
+
+def inline_size(root: Node) -> int:
+    """Bytes the trie under ``root`` takes inline."""
+    return len(encode_raw(InlineTrie(root).raw()))
+
+
 def page_key(version: int, depth: int, seq: int) -> bytes:
     return version.to_bytes(8, "big") + depth.to_bytes(1, "big") + seq.to_bytes(5, "big")
 
@@ -192,8 +211,7 @@ def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
         return Stub(raw[1:], (depth, ref, path))
     kind = raw[0]
     if kind == b"L":
-        sub = PageRef.from_raw(raw[3]) if raw[3] else None
-        return Leaf(unpack_nibbles(raw[1]), raw[2], sub)
+        return Leaf(unpack_nibbles(raw[1]), raw[2], _decode_sub(raw[3], entry))
     if kind == b"E":
         ext_path = unpack_nibbles(raw[1])
         return Extension(ext_path, _decode_node(raw[2], path + ext_path, entry, depth))
@@ -217,6 +235,14 @@ def unpack_nibbles(data: bytes) -> bytes:
         raise ValueError(f"bad packed path {data.hex()}")
     nibbles = to_nibbles(data[1:])
     return nibbles[:-1] if data[0] else nibbles
+
+
+def _decode_sub(raw: Raw, entry: Entry) -> PageRef | InlineTrie | None:
+    if not raw:
+        return None
+    if raw[0] == b"I":
+        return InlineTrie(_decode_node(raw[1], b"", entry, 0))
+    return PageRef.from_raw(raw)
 
 
 def _int(data: bytes) -> int:

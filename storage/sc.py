@@ -35,6 +35,7 @@ from storage.keys import ACCT, SLOT, StateKey, decode_account, encode_account
 from storage.mpt import Node, Stub, Trie
 from storage.pages import (
     Entry,
+    InlineTrie,
     Page,
     PageError,
     PageRef,
@@ -43,6 +44,7 @@ from storage.pages import (
     describe_key,
     encode_entry,
     encode_page,
+    inline_size,
     page_key,
 )
 from storage.ss import CommitMark, StorageError, check_layout, open_rocksdb
@@ -175,7 +177,16 @@ class StateCommitment:
         leaf = (accounts or self.accounts).leaf(keccak(address))
         if leaf is None:
             return Trie(None, self._load)
-        return self._trie(leaf.sub, decode_account(leaf.value).storage_root)
+        storage_root = decode_account(leaf.value).storage_root
+        if isinstance(leaf.sub, InlineTrie):
+            trie = Trie(leaf.sub.root, self._load)
+            if trie.root_hash != storage_root:
+                raise StorageError(
+                    f"{self.path}: the inline storage of 0x{address.hex()} hashes to "
+                    f"0x{trie.root_hash.hex()}, its account records 0x{storage_root.hex()}"
+                )
+            return trie
+        return self._trie(leaf.sub, storage_root)
 
     def at(self, number: int) -> Trie:
         """The account trie as committed at block ``number`` (if still kept)."""
@@ -242,8 +253,15 @@ class StateCommitment:
         accounts = self.accounts
         for address, trie in sorted(self._pending.items()):
             leaf = accounts.leaf(keccak(address))
-            if leaf is not None:  # storage of a deleted account is dropped with it
-                old = leaf.sub if trie.root is not None else None
+            if leaf is None:  # storage of a deleted account is dropped with it
+                continue
+            old = leaf.sub if isinstance(leaf.sub, PageRef) else None
+            # small storage stays inline in its account's entry (no page write of its own);
+            # once paged it stays paged: parts of it may not be loaded
+            small = old is None and trie.root is not None
+            if small and inline_size(trie.root) <= self.page_target // 8:
+                leaf.sub = InlineTrie(trie.root)
+            else:
                 leaf.sub = writer.flush_root(trie.root, old)
         self._root_ref = writer.flush_root(accounts.root, self._root_ref)
         root = accounts.root_hash

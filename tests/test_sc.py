@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from trie import HexaryTrie
 
 from storage.keys import AccountFields, acct_key, slot_key
+from storage.pages import InlineTrie, PageRef
 from storage.reference_trie import TrieCommitter
 from storage.sc import StateCommitment
 from storage.ss import StorageError
@@ -188,3 +189,41 @@ def test_pages_split_when_growing_and_merge_when_shrinking(tmp_path):
     regrow = {acct_key(a): AccountFields(nonce=2) for a in ADDRESSES[10:30]}
     assert sc.commit(3, regrow, ()) == reference.commit(regrow, (), lambda h: b"")
     sc.close()
+
+
+def test_small_storage_lives_inline_and_moves_to_pages_as_it_grows(tmp_path):
+    sc = StateCommitment(tmp_path / "sc", levels=2, page_target=4096)
+    reference = TrieCommitter([])
+    address = ADDRESSES[0]
+    small = {acct_key(address): AccountFields(1), slot_key(address, 1): 5}
+    big = {slot_key(address, s): s + 1 for s in range(200)}
+    for number, writes in ((1, small), (2, big)):
+        assert sc.commit(number, writes, ()) == reference.commit(writes, (), lambda h: b"")
+        sub = sc.accounts.leaf(keccak(address)).sub
+        assert isinstance(sub, InlineTrie if number == 1 else PageRef)
+    sc.close()
+    reopened = StateCommitment(tmp_path / "sc", levels=2, page_target=4096)
+    for number, slot, value in ((1, 1, 5), (2, 150, 151)):
+        leaf = HexaryTrie.get_from_proof(
+            reopened.root_at(number), keccak(address), reopened.account_proof(number, address)
+        )
+        storage_root = rlp.decode(leaf, sedes=Account).storage_root
+        proof = reopened.storage_proof(number, address, slot)
+        found = HexaryTrie.get_from_proof(storage_root, keccak(slot.to_bytes(32, "big")), proof)
+        assert rlp.decode(found, sedes=rlp.sedes.big_endian_int) == value
+    reopened.close()
+
+
+def test_garbled_inline_storage_is_an_error_not_a_wrong_value(tmp_path):
+    sc = StateCommitment(tmp_path / "sc")
+    address = ADDRESSES[0]
+    sc.commit(1, {acct_key(address): AccountFields(1), slot_key(address, 1): 0xDEADBEEFCAFE}, ())
+    key = next(k for k in sc._pages.keys() if b"\xde\xad\xbe\xef\xca\xfe" in sc._pages[k])  # noqa: SIM118
+    sc._pages[key] = sc._pages[key].replace(
+        b"\xde\xad\xbe\xef\xca\xfe", b"\xde\xad\xbe\xef\xca\xff"
+    )
+    sc.close()
+    reopened = StateCommitment(tmp_path / "sc")
+    with pytest.raises(StorageError, match="inline storage of 0x" + address.hex()):
+        reopened.storage_trie(address).get(keccak((1).to_bytes(32, "big")))
+    reopened.close()
