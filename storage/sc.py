@@ -96,6 +96,7 @@ class StateCommitment:
         self._root_ref = self._root_record(self.number)[1] if mark else None
         self.accounts = self._trie(self._root_ref, mark.state_root if mark else BLANK_ROOT_HASH)
         self._pending: dict[bytes, Trie] = {}
+        self._dropped: list[PageRef] = []  # storage pages of accounts deleted since the write
         self.pages_written = 0
         self.bytes_written = 0
         self.splits = 0  # pages split off an oversized page, since open
@@ -235,6 +236,8 @@ class StateCommitment:
                 if leaf is not None:
                     accounts.put(key, b"")
                     records[address] = None
+                    if isinstance(leaf.sub, PageRef):
+                        self._dropped.append(leaf.sub)
                 continue  # (storage of an account that does not exist anchors nothing)
             storage_root = storage_roots.get(address) or (
                 current.storage_root if current else BLANK_ROOT_HASH
@@ -251,6 +254,8 @@ class StateCommitment:
         batch = WriteBatch(raw_mode=True)
         writer = _PageWriter(self, number, batch)
         accounts = self.accounts
+        for ref in self._dropped:
+            writer.drop(0, ref)
         for address, trie in sorted(self._pending.items()):
             leaf = accounts.leaf(keccak(address))
             if leaf is None:  # storage of a deleted account is dropped with it
@@ -279,6 +284,7 @@ class StateCommitment:
         self.bytes_written += sum(writer.written.values())
         self.number = number
         self._pending = {}
+        self._dropped = []
         return root
 
     def commit(self, number: int, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> bytes:
@@ -356,7 +362,7 @@ class _PageWriter:
         """Write what changed under a trie root; the reference of its root page."""
         if root is None:
             if old is not None:
-                self.garbage.append(old.key(0))
+                self.drop(0, old)
             return None
         refs = self.flush_children(0, [(b"", root)], [old] if old else [])
         return refs[0]
@@ -379,7 +385,7 @@ class _PageWriter:
             items = by_seq.pop(ref.seq, [])
             key = ref.key(depth)
             if not items:
-                self.garbage.append(key)
+                self.drop(depth, ref)
                 continue
             if len(items) == ref.count and all(_seq_of(node) == ref.seq for _, node in items):
                 pages.append((ref, None, 0))
@@ -391,10 +397,26 @@ class _PageWriter:
             pages.extend(self.write_pages(depth, by_seq[None], None, None))
         return self._merge(depth, pages)
 
+    def drop(self, depth: int, ref: PageRef) -> None:
+        """A page the new version no longer reaches: it and every page below it are garbage.
+
+        (Storage pages anchored by its leaves are not: accounts keep them when they move.)
+        """
+        self.garbage.append(ref.key(depth))
+        for entry in self.sc._page(depth, ref).entries:
+            for child in entry.refs:
+                self.drop(depth + 1, child)
+
     def write_pages(
         self, depth: int, items: list[tuple[bytes, Node]], seq: int | None, old: Page | None
     ) -> list[Written]:
         """Entries for ``items`` (their own child pages written first), split by size."""
+        if old is not None:  # entries that are gone take their child pages with them
+            paths = {path for path, _ in items}
+            for entry in old.entries:
+                if entry.path not in paths:
+                    for child in entry.refs:
+                        self.drop(depth + 1, child)
         entries = []
         for path, node in sorted(items, key=lambda item: item[0]):
             if isinstance(node, Stub):

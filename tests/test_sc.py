@@ -8,10 +8,12 @@ from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import random_state_blocks
 from trie import HexaryTrie
 
 from storage.keys import AccountFields, acct_key, slot_key
-from storage.pages import InlineTrie, PageRef
+from storage.mpt import Branch, Extension, Leaf
+from storage.pages import InlineTrie, PageRef, decode_page
 from storage.reference_trie import TrieCommitter
 from storage.sc import StateCommitment
 from storage.ss import StorageError
@@ -227,3 +229,50 @@ def test_garbled_inline_storage_is_an_error_not_a_wrong_value(tmp_path):
     with pytest.raises(StorageError, match="inline storage of 0x" + address.hex()):
         reopened.storage_trie(address).get(keccak((1).to_bytes(32, "big")))
     reopened.close()
+
+
+def reachable_pages(sc: StateCommitment, number: int) -> set[bytes]:
+    """Keys of every page the root of block ``number`` reaches (storage pages included)."""
+    found: set[bytes] = set()
+
+    def leaves(node):
+        if isinstance(node, Leaf):
+            yield node
+        elif isinstance(node, Extension):
+            yield from leaves(node.child)
+        elif isinstance(node, Branch):
+            for child in node.children:
+                if child is not None:
+                    yield from leaves(child)
+
+    def visit(depth: int, ref: PageRef) -> None:
+        key = ref.key(depth)
+        if key in found:
+            return
+        found.add(key)
+        page = decode_page(sc._pages[key], key, ref.seq)  # KeyError: a reachable page is gone
+        for entry in page.entries:
+            for child in entry.refs:
+                visit(depth + 1, child)
+            for leaf in leaves(entry.node):
+                if isinstance(leaf.sub, PageRef):
+                    visit(0, leaf.sub)
+
+    _, root_ref = sc._root_record(number)
+    if root_ref is not None:
+        visit(0, root_ref)
+    return found
+
+
+def test_pruning_leaves_exactly_the_pages_the_kept_versions_reach(tmp_path):
+    keep, blocks = 3, random_state_blocks(11, 12)
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, keep_versions=keep)
+    reference = TrieCommitter([])
+    for number, (writes, wiped) in enumerate(blocks, start=1):
+        assert sc.commit(number, writes, wiped) == reference.commit(writes, wiped, lambda h: b"")
+    kept = set()
+    for number in range(len(blocks) - keep + 1, len(blocks) + 1):
+        kept |= reachable_pages(sc, number)
+    stored = set(sc._pages.keys())
+    assert stored == kept
+    sc.close()
