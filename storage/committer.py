@@ -8,8 +8,9 @@ the dirty pages, writing them) run concurrently. Each store records the block it
 On open the two marks are compared. Equal: nothing to do. SS ahead (a crash after SS's
 batch, before SC's): SC is rolled forward by replaying SS's write set of that block, and the
 result must give the root SS recorded. SC ahead: SC is rolled back to SS's block (its
-version of that block is still there). Anything else is an error naming both marks; nothing
-is ever guessed.
+version of that block is still there). A store without write sets (validators) writes SC
+first, then SS, so only the second case can arise. Anything else is an error naming both
+marks; nothing is ever guessed.
 """
 
 from __future__ import annotations
@@ -150,15 +151,19 @@ class Committer:
         crash_at: str | None,
     ) -> bytes:
         mark = CommitMark(number, self.sc.accounts.root_hash)
-        if crash_at is not None:  # fault injection: the two writes in a fixed order
-            _crash_if(crash_at, "before_writes")
-            first_sc = crash_at == "after_sc"
-            if first_sc:
+        # Without write sets SC could not be rolled forward: SC is written first, alone.
+        sc_first = not self.ss.keep_writesets or crash_at == "after_sc"
+        if crash_at is not None or sc_first:  # in a fixed order (fault injection, validators)
+            if crash_at is not None:
+                _crash_if(crash_at, "before_writes")
+            if sc_first:
                 self.sc.write(number)
-                _crash_if(crash_at, "after_sc")
+                if crash_at is not None:
+                    _crash_if(crash_at, "after_sc")
             self.ss.write_block(mark, writes, wiped, records)
-            _crash_if(crash_at, "after_ss")
-            return mark.state_root if first_sc else self.sc.write(number)
+            if crash_at is not None:
+                _crash_if(crash_at, "after_ss")
+            return mark.state_root if sc_first else self.sc.write(number)
         ss_done = self._io.submit(self.ss.write_block, mark, writes, wiped, records)
         root = self.sc.write(number)
         ss_done.result()

@@ -21,7 +21,7 @@ import sys
 sys.path[:0] = [{repo!r}, {tests!r}]
 from support import random_state_blocks
 from storage.committer import Committer
-committer = Committer({data!r})
+committer = Committer({data!r}, keep_writesets={keep!r})
 blocks = random_state_blocks(7, {count})
 for number, (writes, wiped) in enumerate(blocks[:-1], start=1):
     committer.commit(number, writes, wiped)
@@ -58,7 +58,12 @@ def test_blocks_commit_to_the_reference_roots(tmp_path):
 def test_a_kill_mid_commit_recovers_to_the_last_block_both_hold(tmp_path, point):
     data = tmp_path / "data"
     script = CHILD.format(
-        repo=str(REPO), tests=str(REPO / "tests"), data=str(data), count=BLOCKS, point=point
+        repo=str(REPO),
+        tests=str(REPO / "tests"),
+        data=str(data),
+        count=BLOCKS,
+        point=point,
+        keep=True,
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert result.returncode == -9, result.stderr.decode()[-2000:]
@@ -96,3 +101,23 @@ def test_ss_ahead_without_write_sets_is_refused(tmp_path):
     committer.close()
     with pytest.raises(StorageError, match="keeps no write sets"):
         Committer(data, keep_writesets=False)
+
+
+@pytest.mark.parametrize("point", ["after_sc", "after_ss"])
+def test_without_write_sets_sc_goes_first_so_a_kill_still_recovers(tmp_path, point):
+    data = tmp_path / "data"
+    script = CHILD.format(
+        repo=str(REPO),
+        tests=str(REPO / "tests"),
+        data=str(data),
+        count=BLOCKS,
+        point=point,
+        keep=False,
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    committer = Committer(data, keep_writesets=False)
+    expected_block = BLOCKS if point == "after_ss" else BLOCKS - 1
+    assert committer.mark.number == committer.sc.last_committed().number == expected_block
+    assert committer.state_root == reference(expected_block)[0][expected_block]
+    committer.close()
