@@ -18,6 +18,7 @@ preloader. Ray workers open the same directory read-only or as a secondary insta
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ class StateStorage:
         options: Options | None = None,
     ) -> None:
         self.path = Path(path)
+        self.secondary = Path(secondary) if secondary is not None else None
         self.last_batch = (0, 0)  # operations and bytes of the last block's batch
         self.read_only = read_only or secondary is not None
         self.keep_writesets = keep_writesets
@@ -131,7 +133,7 @@ class StateStorage:
             self.path,
             COLUMN_FAMILIES,
             read_only=read_only,
-            secondary=Path(secondary) if secondary is not None else None,
+            secondary=self.secondary,
             options=options,
         )
         self._cf = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
@@ -331,8 +333,9 @@ class StorageView:
             store = StateStorage(self.path, secondary=secondary)
         self._opened[self.path] = store
         while len(self._opened) > self.KEEP_OPEN:  # stores of earlier chains (e.g. replays)
-            oldest = next(iter(self._opened))
-            self._opened.pop(oldest).close()
+            evicted = self._opened.pop(next(iter(self._opened)))
+            evicted.close()
+            shutil.rmtree(evicted.secondary, ignore_errors=True)
         mark = store.last_committed()
         if mark is None or mark.number < self.number:
             store.catch_up()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from compute_unit.state import DictSnapshot
 from storage.keys import AccountFields, acct_key, code_key, encode_account, slot_key
-from storage.ss import CommitMark, StateStorage, StorageError
+from storage.ss import CommitMark, StateStorage, StorageError, StorageView
 from storage.writeset import decode_writeset
 
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 7)]
@@ -150,3 +150,19 @@ def test_a_corrupt_account_record_is_named(tmp_path):
     with pytest.raises(StorageError, match="account/0000000000: corrupt record"):
         ss.get(acct_key(ADDRESSES[0]))
     ss.close()
+
+
+def test_views_keep_two_stores_open_and_clean_up_the_rest(tmp_path):
+    paths = []
+    for name in "abc":
+        ss = StateStorage(tmp_path / name)
+        ss.write_block(CommitMark(1, b"\0" * 32), {code_key(b"\x22" * 32): b"\x01"}, (), {})
+        ss.close()
+        paths.append(tmp_path / name)
+    seen = []
+    for path in paths:
+        view = StorageView(path, 1)
+        assert view.get(code_key(b"\x22" * 32)) == b"\x01"
+        seen.append(StorageView._opened[str(path)].secondary)
+    assert str(paths[0]) not in StorageView._opened and not seen[0].exists()
+    assert all(str(p) in StorageView._opened for p in paths[1:]) and seen[2].exists()
