@@ -3,16 +3,17 @@
 The account trie (keccak(address) -> RLP(nonce, balance, storage root, code hash)) and one
 storage trie per account (keccak(slot) -> RLP(value)) are ``storage/mpt.py`` tries whose
 nodes live in K-Persist pages (``storage/pages.py``) in their own RocksDB (column families
-``pages`` and ``meta``). An account's leaf carries the reference of its storage trie's root
-page. Committing a block is two steps:
+``pages`` and ``meta``). An account's leaf carries its storage trie: inline when small,
+else the reference of the storage trie's root page. Committing a block is two steps:
 
 1. ``update(writes, wiped)`` applies changes to the tries in memory and returns each changed
-   account's new storage root and the new state root (merkelization; it may be called once
-   per transaction when receipts need intermediate roots);
+   account's record (the leaf value, storage root included, as State Storage keeps it) and
+   the new state root (merkelization; it may be called once per transaction when receipts
+   need intermediate roots);
 2. ``write(number)`` writes every page the block dirtied, as new versions, in one batch
-   together with the block's root record. Pages it replaced are listed as the block's
-   garbage; with ``keep_versions`` N, garbage of blocks more than N back is deleted, so the
-   last N roots and proofs stay readable.
+   together with the block's root record. Pages it replaced or no longer reaches are listed
+   as the block's garbage; with ``keep_versions`` N, garbage of blocks more than N back is
+   deleted, so the last N roots and proofs stay readable.
 
 Every page read is checked: its entry must hash to what its parent recorded (for the root
 page, the block's state root), so a garbled, truncated or missing page is an error naming its
