@@ -60,7 +60,13 @@ def run(args: argparse.Namespace) -> int:
     generator = BlockGenerator(genesis, mix, args.skew, args.seed)
     start_ray(num_cpus=args.workers, address=args.address)
     cu = ComputeUnit(args.workers)
-    chain = ChainRunner(genesis.state.items(), ParallelExecutor(cu), args.data_dir or None)
+    chain = ChainRunner(
+        genesis.state.items(),
+        ParallelExecutor(cu),
+        args.data_dir or None,
+        keep_versions=args.keep_versions,
+        keep_writesets=not args.no_writesets,
+    )
     reports: list[BlockReport] = []
     started = time.perf_counter()
     print(header_line())
@@ -120,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="an empty folder for State Storage and State Commitment (default: a temporary one)",
     )
+    p.add_argument(
+        "--keep-versions",
+        type=int,
+        default=None,
+        help="keep the state commitment of the last N blocks only (default: all)",
+    )
+    p.add_argument(
+        "--no-writesets",
+        action="store_true",
+        help="do not keep each block's write set in State Storage (validators)",
+    )
     p.set_defaults(func=run)
     p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
     p.add_argument("folders", nargs="+", help="block folders, or directories holding them")
@@ -137,9 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("blocks", "txs", "workers", "accounts"):
-        if getattr(args, name, 1) < 1:
-            build_parser().error(f"--{name} must be at least 1")
+    for name in ("blocks", "txs", "workers", "accounts", "keep_versions"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            build_parser().error(f"--{name.replace('_', '-')} must be at least 1")
     return args.func(args)
 
 

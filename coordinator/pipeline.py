@@ -167,10 +167,12 @@ class ChainRunner:
         genesis: Iterable[tuple[StateKey, Any]],
         executor: ParallelExecutor,
         data_dir: str | Path | None = None,
+        **storage: Any,
     ) -> None:
+        """``storage`` goes to the ``Committer`` (``keep_versions``, ``keep_writesets`` ...)."""
         items = list(genesis)
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="evmpp-data-")
-        self.committer = Committer(data_dir or self._tmp.name)
+        self.committer = Committer(data_dir or self._tmp.name, **storage)
         self.committer.load_genesis(items)
         self.oracle = SequentialChain(items)
         self.executor = executor

@@ -7,6 +7,7 @@ import pytest
 from bench.workload.blocks import Mix
 from cluster.cli import main
 from storage.committer import Committer
+from storage.ss import StorageError
 
 
 def test_run_prints_table_and_writes_json(ray_cluster, tmp_path, capsys):
@@ -45,3 +46,15 @@ def test_run_persists_every_block_in_the_data_dir(ray_cluster, tmp_path, capsys)
     committer.close()
     assert main([*argv, "--data-dir", str(data)]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_run_with_pruning_and_without_write_sets(ray_cluster, tmp_path):
+    data = tmp_path / "data"
+    argv = ["run", "--blocks", "3", "--txs", "20", "--accounts", "40", "--data-dir", str(data)]
+    assert main([*argv, "--keep-versions", "1", "--no-writesets"]) == 0
+    committer = Committer(data, keep_writesets=False)
+    assert committer.mark.number == 3 and committer.ss.writeset(3) is None
+    committer.sc.root_at(3)
+    with pytest.raises(StorageError, match="no root kept for block 2"):
+        committer.sc.root_at(2)
+    committer.close()
