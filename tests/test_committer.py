@@ -30,6 +30,22 @@ committer.commit({count}, writes, wiped, crash_at={point!r})
 """
 
 
+def kill_mid_commit(tmp_path: Path, point: str, keep_writesets: bool) -> Path:
+    """A child process commits BLOCKS - 1 blocks, then is killed at ``point`` of the next."""
+    data = tmp_path / "data"
+    script = CHILD.format(
+        repo=str(REPO),
+        tests=str(REPO / "tests"),
+        data=str(data),
+        count=BLOCKS,
+        point=point,
+        keep=keep_writesets,
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    return data
+
+
 def reference(count: int) -> tuple[list[bytes], DictSnapshot]:
     """Roots after each of the first ``count`` blocks (index 0: empty), and the state."""
     trie, model = TrieCommitter([]), DictSnapshot()
@@ -56,18 +72,7 @@ def test_blocks_commit_to_the_reference_roots(tmp_path):
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_a_kill_mid_commit_recovers_to_the_last_block_both_hold(tmp_path, point):
-    data = tmp_path / "data"
-    script = CHILD.format(
-        repo=str(REPO),
-        tests=str(REPO / "tests"),
-        data=str(data),
-        count=BLOCKS,
-        point=point,
-        keep=True,
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert result.returncode == -9, result.stderr.decode()[-2000:]
-
+    data = kill_mid_commit(tmp_path, point, keep_writesets=True)
     committer = Committer(data)
     expected_block = BLOCKS if point == "after_ss" else BLOCKS - 1
     roots, model = reference(expected_block)
@@ -105,17 +110,7 @@ def test_ss_ahead_without_write_sets_is_refused(tmp_path):
 
 @pytest.mark.parametrize("point", ["after_sc", "after_ss"])
 def test_without_write_sets_sc_goes_first_so_a_kill_still_recovers(tmp_path, point):
-    data = tmp_path / "data"
-    script = CHILD.format(
-        repo=str(REPO),
-        tests=str(REPO / "tests"),
-        data=str(data),
-        count=BLOCKS,
-        point=point,
-        keep=False,
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    data = kill_mid_commit(tmp_path, point, keep_writesets=False)
     committer = Committer(data, keep_writesets=False)
     expected_block = BLOCKS if point == "after_ss" else BLOCKS - 1
     assert committer.mark.number == committer.sc.last_committed().number == expected_block
