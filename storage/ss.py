@@ -171,10 +171,16 @@ class StateStorage:
         if seq is None:
             return None
         if key[0] == ACCT:
-            record = self._cf["account"].get(seq)
-            return None if record is None else self._fields(seq, record)
-        raw = self._cf["contract"].get(seq + key[2].to_bytes(32, "big"))
-        return None if raw is None else int.from_bytes(raw, "big")
+            return self._value(key, seq, self._cf["account"].get(seq))
+        return self._value(key, seq, self._cf["contract"].get(seq + key[2].to_bytes(32, "big")))
+
+    def _value(self, key: StateKey, seq: bytes, raw: bytes | None) -> Any:
+        """An account's fields or a slot's integer from its stored bytes."""
+        if raw is None:
+            return None
+        if key[0] == ACCT:
+            return self._fields(seq, raw)
+        return int.from_bytes(raw, "big")
 
     def get_many(self, keys: Sequence[StateKey]) -> list[Any]:
         """Values of many state keys in three batched lookups (index, then accounts and slots,
@@ -200,11 +206,9 @@ class StateStorage:
             if seq is None:
                 values.append(None)
             elif key[0] == ACCT:
-                record = accounts.get(seq)
-                values.append(None if record is None else self._fields(seq, record))
+                values.append(self._value(key, seq, accounts.get(seq)))
             else:
-                raw = slots.get(seq + key[2].to_bytes(32, "big"))
-                values.append(None if raw is None else int.from_bytes(raw, "big"))
+                values.append(self._value(key, seq, slots.get(seq + key[2].to_bytes(32, "big"))))
         return values
 
     def _multi(self, family: str, keys: list[bytes]) -> dict[bytes, bytes]:
