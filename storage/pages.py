@@ -147,7 +147,7 @@ def boundary_children(entry: Entry, levels: int) -> Iterator[tuple[bytes, Node]]
 
 def _encode_node(node: Node, path: bytes, cut: int, top: bool) -> Raw:
     if not top and is_boundary(node, len(path), cut):
-        return b"H" + node.ref
+        return node.ref  # a 32-byte hash: in-page children are lists
     if isinstance(node, Leaf):
         sub = [] if node.sub is None else node.sub.raw()
         return [b"L", pack_nibbles(node.path), node.value, sub]
@@ -203,12 +203,12 @@ def decode_page(data: bytes, key: bytes, seq: int) -> Page:
 
 def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
     if isinstance(raw, bytes):
-        if raw[:1] != b"H" or len(raw) != 33:
+        if len(raw) != 32:
             raise ValueError(f"bad child reference at path {path.hex()}")
         ref = entry.ref_for(path)
         if ref is None:
             raise ValueError(f"no child page holds path {path.hex()}")
-        return Stub(raw[1:], (depth, ref, path))
+        return Stub(raw, (depth, ref, path))
     kind = raw[0]
     if kind == b"L":
         return Leaf(unpack_nibbles(raw[1]), raw[2], _decode_sub(raw[3], entry))
