@@ -31,7 +31,7 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 from storage.keys import ACCT, CODE, SLOT, AccountFields, AccountRecord, StateKey, decode_account
 from storage.writeset import encode_writeset
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: packed paths, bare child hashes, inline storage tries
 COLUMN_FAMILIES = ("index", "account", "contract", "code", "writeset", "meta")
 SEQ_BYTES = 5
 META_LAYOUT = b"layout"
