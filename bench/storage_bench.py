@@ -3,7 +3,8 @@
 A state of ``--accounts`` accounts, each with ``--slots`` storage slots, is committed as block
 0; then ``--blocks`` blocks of ``--updates`` random updates (half account balances, half
 storage slots of random accounts). Both sides get the same write sets and must give the same
-root after every block (asserted).
+root after every block (asserted). Each side runs in a process of its own, and the two
+commit each block in turn (``SideProcess``).
 
 - ours: ``storage.committer.Committer`` (SS batch ∥ SC dirty pages);
 - baseline: py-trie ``HexaryTrie`` (account trie + one storage trie per account) storing
@@ -24,6 +25,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import MutableMapping
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,108 @@ def random_block(
     return writes
 
 
+class OursSide:
+    """K-Persist (SS ∥ SC) on the seeded genesis and blocks."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args, self.rng = args, random.Random(args.seed)
+        self.store = Committer(workdir / "ours", statistics=True)
+        self.fields, self.state = genesis(args.accounts, args.slots, self.rng)
+        self.number = 0
+
+    def load(self) -> bytes:
+        return self.store.load_genesis(self.state.items())
+
+    def block(self) -> tuple[bytes, dict, float]:
+        writes = random_block(self.fields, self.args.updates, self.args.slots, self.rng)
+        self.number += 1
+        started = time.perf_counter()
+        root = self.store.commit(self.number, writes, ())
+        ms = (time.perf_counter() - started) * 1000
+        (ss_ops, ss_bytes), (sc_ops, sc_bytes) = self.store.ss.last_batch, self.store.sc.last_batch
+        row = {"writes": ss_ops + sc_ops, "ss_writes": ss_ops, "sc_writes": sc_ops}
+        return root, row | {"bytes": ss_bytes + sc_bytes}, ms
+
+    def lookups(self) -> list[int]:
+        """DB reads per random account: SS index, then the account record."""
+        reads = []
+        for address in self.rng.sample(list(self.fields), min(self.args.lookups, len(self.fields))):
+            seq = self.store.ss.sequence_of(address)
+            reads.append(1 + (seq is not None))
+            self.store.ss.account_record(address)
+        return reads
+
+    def tickers(self) -> dict:
+        self.store.ss.flush()
+        self.store.sc.flush()
+        ss, sc = _tickers(self.store.ss_options), _tickers(self.store.sc_options)
+        self.store.close()
+        return {"ours_ss": ss, "ours_sc": sc}
+
+
+class BaselineSide(OursSide):
+    """The hash scheme on the same seeded genesis and blocks."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args, self.rng = args, random.Random(args.seed)
+        self.store = Baseline(workdir / "baseline")
+        self.fields, self.state = genesis(args.accounts, args.slots, self.rng)
+
+    def load(self) -> bytes:
+        return self.store.commit(self.state)[0]
+
+    def block(self) -> tuple[bytes, dict, float]:
+        writes = random_block(self.fields, self.args.updates, self.args.slots, self.rng)
+        started = time.perf_counter()
+        root, ops, size = self.store.commit(writes)
+        ms = (time.perf_counter() - started) * 1000
+        return root, {"baseline_writes": ops, "baseline_bytes": size}, ms
+
+    def lookups(self) -> list[int]:
+        sample = self.rng.sample(list(self.fields), min(self.args.lookups, len(self.fields)))
+        return [self.store.lookup(address) for address in sample]
+
+    def tickers(self) -> dict:
+        self.store.nodes.db.flush()
+        return {"baseline": _tickers(self.store.nodes.options)}
+
+
+def _tickers(options: Any) -> dict[str, int]:
+    return {k: v for k, v in rocksdb_tickers(options).items() if k in TICKERS}
+
+
+class SideProcess:
+    """A side in a process of its own, driven step by step: both sides commit each block in
+    turn (side by side, so machine noise hits both), yet neither pays for the other's memory
+    or garbage collections (in one process each side's collections walked the other's
+    millions of trie objects)."""
+
+    def __init__(self, side: type[OursSide], *args: Any) -> None:
+        self.conn, child = get_context("fork").Pipe()
+        self.process = get_context("fork").Process(target=_serve, args=(side, args, child))
+        self.process.start()
+
+    def __call__(self, method: str) -> Any:
+        self.conn.send(method)
+        ok, result = self.conn.recv()
+        if not ok:
+            raise RuntimeError(f"{method} failed in the side process: {result}")
+        return result
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join()
+
+
+def _serve(side_type: type[OursSide], args: tuple, conn: Any) -> None:
+    side = side_type(*args)
+    while (method := conn.recv()) is not None:
+        try:
+            conn.send((True, getattr(side, method)()))
+        except Exception as err:  # reported to the driver, which raises
+            conn.send((False, repr(err)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=100_000)
@@ -163,75 +267,34 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    rng = random.Random(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="evmpp-storage-bench-"))
-    ours = Committer(workdir / "ours", statistics=True)
-    baseline = Baseline(workdir / "baseline")
-
-    fields, state = genesis(args.accounts, args.slots, rng)
+    ours, base = SideProcess(OursSide, args, workdir), SideProcess(BaselineSide, args, workdir)
     started = time.perf_counter()
-    ours_root = ours.load_genesis(state.items())
-    ours_load = time.perf_counter() - started
-    started = time.perf_counter()
-    base_root = baseline.commit(state)[0]
-    base_load = time.perf_counter() - started
-    matches = [ours_root == base_root]
+    matches = [ours("load") == base("load")]
     print(
-        f"genesis: {args.accounts:,} accounts x {args.slots} slots; load ours "
-        f"{ours_load:.1f} s, baseline {base_load:.1f} s"
+        f"genesis: {args.accounts:,} accounts x {args.slots} slots, loaded in "
+        f"{time.perf_counter() - started:.1f} s"
     )
-
-    rows = []
     print(
         f"{'block':>5} {'writes':>7} {'base writes':>11} {'KB':>8} {'base KB':>8} "
         f"{'ms':>8} {'base ms':>8}"
     )
+    rows = []
     for number in range(1, args.blocks + 1):
-        writes = random_block(fields, args.updates, args.slots, rng)
-        started = time.perf_counter()
-        root = ours.commit(number, writes, ())
-        ours_ms = (time.perf_counter() - started) * 1000
-        started = time.perf_counter()
-        base_root, base_ops, base_bytes = baseline.commit(writes)
-        base_ms = (time.perf_counter() - started) * 1000
+        root, mine, ms = ours("block")
+        base_root, theirs, base_ms = base("block")
         matches.append(root == base_root)
-        ss_ops, ss_bytes = ours.ss.last_batch
-        sc_ops, sc_bytes = ours.sc.last_batch
-        row = {
-            "block": number,
-            "writes": ss_ops + sc_ops,
-            "ss_writes": ss_ops,
-            "sc_writes": sc_ops,
-            "bytes": ss_bytes + sc_bytes,
-            "commit_ms": round(ours_ms, 1),
-            "baseline_writes": base_ops,
-            "baseline_bytes": base_bytes,
-            "baseline_commit_ms": round(base_ms, 1),
-        }
-        rows.append(row)
+        row = {"block": number} | mine | {"commit_ms": round(ms, 1)} | theirs
+        rows.append(row | {"baseline_commit_ms": round(base_ms, 1)})
         print(
-            f"{number:>5} {row['writes']:>7} {base_ops:>11} {row['bytes'] / 1024:>8.0f} "
-            f"{base_bytes / 1024:>8.0f} {ours_ms:>8.1f} {base_ms:>8.1f}"
+            f"{number:>5} {row['writes']:>7} {row['baseline_writes']:>11} "
+            f"{row['bytes'] / 1024:>8.0f} {row['baseline_bytes'] / 1024:>8.0f} "
+            f"{ms:>8.1f} {base_ms:>8.1f}"
         )
-
-    sample = rng.sample(list(fields), min(args.lookups, len(fields)))
-    reads = []
-    for address in sample:
-        seq = ours.ss.sequence_of(address)  # read 1: index
-        reads.append(1 + (seq is not None))  # read 2: the account record
-        ours.ss.account_record(address)
-    base_reads = [baseline.lookup(address) for address in sample]
-
-    ours.ss.flush()
-    ours.sc.flush()
-    baseline.nodes.db.flush()
-    tickers = {
-        "ours_ss": {k: v for k, v in rocksdb_tickers(ours.ss_options).items() if k in TICKERS},
-        "ours_sc": {k: v for k, v in rocksdb_tickers(ours.sc_options).items() if k in TICKERS},
-        "baseline": {
-            k: v for k, v in rocksdb_tickers(baseline.nodes.options).items() if k in TICKERS
-        },
-    }
+    reads, base_reads = ours("lookups"), base("lookups")
+    tickers = ours("tickers") | base("tickers")
+    ours.close()
+    base.close()
     median = statistics.median
     summary = {
         "writes_ratio": round(
@@ -257,7 +320,6 @@ def main() -> None:
     args.out.write_text(
         json.dumps({"rows": rows, "rocksdb": tickers, "summary": summary}, indent=2)
     )
-    ours.close()
     if not summary["roots_match"]:
         raise SystemExit("roots differ between ours and the baseline")
 

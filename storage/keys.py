@@ -69,7 +69,7 @@ class AccountRecord(NamedTuple):
 
 def encode_account(nonce: int, balance: int, storage_root: bytes, code_hash: bytes) -> bytes:
     """RLP(nonce, balance, storage root, code hash), as py-evm's ``Account`` encodes it."""
-    return encode_raw([_int_bytes(nonce), _int_bytes(balance), storage_root, code_hash])
+    return encode_raw([int_bytes(nonce), int_bytes(balance), storage_root, code_hash])
 
 
 def decode_account(data: bytes) -> AccountRecord:
@@ -81,5 +81,6 @@ def decode_account(data: bytes) -> AccountRecord:
     )
 
 
-def _int_bytes(value: int) -> bytes:
+def int_bytes(value: int) -> bytes:
+    """Minimal big-endian bytes, as RLP encodes an integer (0 is empty)."""
     return value.to_bytes((value.bit_length() + 7) // 8, "big")

@@ -110,25 +110,30 @@ class Extension(Node):
 
 
 class Branch(Node):
-    __slots__ = ("children", "value")
+    """``paged`` caches the branch's page encoding (``storage/pages.py``), if cacheable."""
+
+    __slots__ = ("children", "value", "paged")
 
     def __init__(self, children: tuple[Node | None, ...], value: bytes = b"") -> None:
         super().__init__()
         self.children, self.value = children, value
+        self.paged: Any = None
 
     def raw(self) -> Raw:
         return [b"" if c is None else c.ref for c in self.children] + [self.value]
 
 
 class Stub(Node):
-    """A subtree not loaded: its reference and where it lives (``locator``)."""
+    """A subtree not loaded: its reference and where it lives (``locator``; ``origin``, the
+    sequence of the page holding it)."""
 
     __slots__ = ("stub_ref", "locator")
 
-    def __init__(self, ref: bytes, locator: Any) -> None:
+    def __init__(self, ref: bytes, locator: Any, origin: int | None = None) -> None:
         super().__init__()
         self.stub_ref, self.locator = ref, locator
         self._ref = ref
+        self.origin = origin
 
     def raw(self) -> Raw:
         raise RuntimeError("a stub has no body until it is loaded")

@@ -16,13 +16,14 @@ version stays readable until pruned.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import rlp
 from rlp.codec import encode_raw
 from rlp.exceptions import DecodingError
 
+from storage.keys import int_bytes
 from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub, from_nibbles, to_nibbles
 
 PAGE_KEY_BYTES = 14
@@ -46,7 +47,13 @@ class PageRef:
         return page_key(self.version, depth, self.seq)
 
     def raw(self) -> Raw:
-        return [self.start, self.end, _bytes(self.version), _bytes(self.seq), _bytes(self.count)]
+        return [
+            self.start,
+            self.end,
+            int_bytes(self.version),
+            int_bytes(self.seq),
+            int_bytes(self.count),
+        ]
 
     @classmethod
     def from_raw(cls, raw: Raw) -> PageRef:
@@ -62,15 +69,19 @@ class InlineTrie:
     root: Node
 
     def raw(self) -> Raw:
-        return [b"I", _encode_node(self.root, b"", NO_CUT, True)]
+        return self._raw
+
+    @cached_property
+    def size(self) -> int:
+        """Bytes the trie takes inline."""
+        return len(encode_raw(self._raw))
+
+    @cached_property
+    def _raw(self) -> Raw:
+        return [b"I", _EntryEncoder(NO_CUT).node(self.root, b"", top=True)]
 
 
 NO_CUT = 1 << 30  # a cut depth no path reaches: every node inline
-
-
-def inline_size(root: Node) -> int:
-    """Bytes the trie under ``root`` takes inline."""
-    return len(encode_raw(InlineTrie(root).raw()))
 
 
 def page_key(version: int, depth: int, seq: int) -> bytes:
@@ -119,69 +130,77 @@ def cut_depth(path_len: int, levels: int) -> int:
     return (path_len // levels + 1) * levels
 
 
-def is_boundary(child: Node, depth: int, cut: int) -> bool:
-    """A child at nibble ``depth`` starts an entry of its own: past the cut, and by hash."""
-    return isinstance(child, Stub) or (depth >= cut and len(child.encoded) >= 32)
+class _EntryEncoder:
+    """One pass over an entry's in-page nodes: their page encoding (children in the page
+    inline, children beyond the cut by hash) and the children that start entries below.
 
+    A branch whose in-page subtree holds no leaf keeps its encoding on the node (nodes are
+    immutable, and such a subtree has no leaf whose anchored storage could change), so a
+    dirty entry re-encodes only its changed paths.
+    """
 
-def boundary_children(entry: Entry, levels: int) -> Iterator[tuple[bytes, Node]]:
-    """(path, node) of every child below ``entry`` that starts an entry in a child page."""
-    cut = cut_depth(len(entry.path), levels)
+    def __init__(self, cut: int) -> None:
+        self.cut = cut
+        self.below: list[tuple[bytes, Node]] = []
+        self.leaves = 0
 
-    def walk(node: Node, path: bytes) -> Iterator[tuple[bytes, Node]]:
+    def node(self, node: Node, path: bytes, top: bool = False) -> Raw:
+        if not top and (
+            isinstance(node, Stub) or (len(path) >= self.cut and len(node.encoded) >= 32)
+        ):  # past the cut and by hash, or not loaded: the child starts an entry of its own
+            # (written inline: the hottest line of a commit)
+            self.below.append((path, node))
+            return node.ref  # a 32-byte hash: in-page children are lists
+        if isinstance(node, Leaf):
+            self.leaves += 1
+            sub = [] if node.sub is None else node.sub.raw()
+            return [b"L", pack_nibbles(node.path), node.value, sub]
         if isinstance(node, Extension):
-            yield from child(node.child, path + node.path)
-        elif isinstance(node, Branch):
-            for index, sub in enumerate(node.children):
-                if sub is not None:
-                    yield from child(sub, path + bytes([index]))
-
-    def child(node: Node, path: bytes) -> Iterator[tuple[bytes, Node]]:
-        if is_boundary(node, len(path), cut):
-            yield path, node
-        else:
-            yield from walk(node, path)
-
-    yield from walk(entry.node, entry.path)
-
-
-def _encode_node(node: Node, path: bytes, cut: int, top: bool) -> Raw:
-    if not top and is_boundary(node, len(path), cut):
-        return node.ref  # a 32-byte hash: in-page children are lists
-    if isinstance(node, Leaf):
-        sub = [] if node.sub is None else node.sub.raw()
-        return [b"L", pack_nibbles(node.path), node.value, sub]
-    if isinstance(node, Extension):
-        child = _encode_node(node.child, path + node.path, cut, False)
-        return [b"E", pack_nibbles(node.path), child]
-    assert isinstance(node, Branch), f"cannot page a {type(node).__name__}"
-    children = [
-        b"" if c is None else _encode_node(c, path + bytes([i]), cut, False)
-        for i, c in enumerate(node.children)
-    ]
-    return [b"B", node.value, children]
+            return [b"E", pack_nibbles(node.path), self.node(node.child, path + node.path)]
+        assert isinstance(node, Branch), f"cannot page a {type(node).__name__}"
+        cached = node.paged
+        if cached is not None and cached[0] == self.cut and cached[1] == path:
+            self.below.extend(cached[3])
+            return cached[2]
+        leaves, first_below = self.leaves, len(self.below)
+        children = [
+            b"" if c is None else self.node(c, path + bytes([i]))
+            for i, c in enumerate(node.children)
+        ]
+        raw = [b"B", node.value, children]
+        if self.leaves == leaves:
+            node.paged = (self.cut, path, raw, self.below[first_below:])
+        return raw
 
 
-def encode_entry(entry: Entry, levels: int) -> bytes:
-    """The entry's bytes in a page (cached on the entry: an unchanged entry keeps them)."""
+def entry_parts(entry: Entry, levels: int) -> tuple[Raw, list[tuple[bytes, Node]]]:
+    """The entry's node encoding, and (path, node) of each child starting an entry below."""
+    encoder = _EntryEncoder(cut_depth(len(entry.path), levels))
+    return encoder.node(entry.node, entry.path, top=True), encoder.below
+
+
+def encode_entry(entry: Entry, levels: int, node_raw: Raw = None) -> bytes:
+    """The entry's bytes in a page (cached on the entry: an unchanged entry keeps them);
+    ``node_raw`` is its node's encoding if ``entry_parts`` gave it already."""
     if entry.encoded is None:
-        node = _encode_node(entry.node, entry.path, cut_depth(len(entry.path), levels), True)
+        if node_raw is None:
+            node_raw = entry_parts(entry, levels)[0]
         refs = [ref.raw() for ref in entry.refs]
-        entry.encoded = encode_raw([pack_nibbles(entry.path), node, refs])
+        entry.encoded = encode_raw([pack_nibbles(entry.path), node_raw, refs])
     return entry.encoded
 
 
 def encode_page(depth: int, encoded_entries: list[bytes]) -> bytes:
     """A page from entries already encoded (``encode_entry``): RLP list, written by hand
     since the entries are RLP already."""
-    payload = encode_raw(_bytes(depth)) + b"".join(encoded_entries)
+    payload = encode_raw(int_bytes(depth)) + b"".join(encoded_entries)
     return _list_prefix(len(payload)) + payload
 
 
 def _list_prefix(length: int) -> bytes:
     if length < 56:
         return bytes([0xC0 + length])
-    size = _bytes(length)
+    size = int_bytes(length)
     return bytes([0xF7 + len(size)]) + size
 
 
@@ -208,7 +227,7 @@ def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
         ref = entry.ref_for(path)
         if ref is None:
             raise ValueError(f"no child page holds path {path.hex()}")
-        return Stub(raw, (depth, ref, path))
+        return Stub(raw, (depth, ref, path), ref.seq)
     kind = raw[0]
     if kind == b"L":
         return Leaf(unpack_nibbles(raw[1]), raw[2], _decode_sub(raw[3], entry))
@@ -247,7 +266,3 @@ def _decode_sub(raw: Raw, entry: Entry) -> PageRef | InlineTrie | None:
 
 def _int(data: bytes) -> int:
     return int.from_bytes(data, "big")
-
-
-def _bytes(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")

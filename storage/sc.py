@@ -30,9 +30,10 @@ from typing import Any
 import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth_hash.auto import keccak
+from rlp.codec import encode_raw
 from rocksdict import Options, WriteBatch
 
-from storage.keys import ACCT, SLOT, StateKey, decode_account, encode_account
+from storage.keys import ACCT, SLOT, StateKey, decode_account, encode_account, int_bytes
 from storage.mpt import Node, Stub, Trie
 from storage.pages import (
     Entry,
@@ -40,12 +41,11 @@ from storage.pages import (
     Page,
     PageError,
     PageRef,
-    boundary_children,
     decode_page,
     describe_key,
     encode_entry,
     encode_page,
-    inline_size,
+    entry_parts,
     page_key,
 )
 from storage.ss import CommitMark, StorageError, check_layout, open_rocksdb
@@ -133,7 +133,7 @@ class StateCommitment:
     def _trie(self, ref: PageRef | None, root_hash: bytes) -> Trie:
         if ref is None or root_hash == BLANK_ROOT_HASH:
             return Trie(None, self._load)
-        return Trie(Stub(root_hash, (0, ref, b"")), self._load)
+        return Trie(Stub(root_hash, (0, ref, b""), ref.seq), self._load)
 
     def note_version(self, ref: PageRef) -> None:
         latest = self._latest.get(ref.seq)
@@ -223,7 +223,9 @@ class StateCommitment:
             else:
                 trie = self._pending.get(address) or self.storage_trie(address)
             for slot, value in changes:
-                trie.put(keccak(slot.to_bytes(32, "big")), rlp.encode(value) if value else b"")
+                trie.put(
+                    keccak(slot.to_bytes(32, "big")), encode_raw(int_bytes(value)) if value else b""
+                )
             self._pending[address] = trie
             storage_roots[address] = trie.root_hash
         accounts = self.accounts
@@ -264,9 +266,9 @@ class StateCommitment:
             old = leaf.sub if isinstance(leaf.sub, PageRef) else None
             # small storage stays inline in its account's entry (no page write of its own);
             # once paged it stays paged: parts of it may not be loaded
-            small = old is None and trie.root is not None
-            if small and inline_size(trie.root) <= self.page_target // 8:
-                leaf.sub = InlineTrie(trie.root)
+            inline = InlineTrie(trie.root) if old is None and trie.root is not None else None
+            if inline is not None and inline.size <= self.page_target // 8:
+                leaf.sub = inline
             else:
                 leaf.sub = writer.flush_root(trie.root, old)
         self._root_ref = writer.flush_root(accounts.root, self._root_ref)
@@ -281,6 +283,8 @@ class StateCommitment:
             self._prune(number, batch)
         self.last_batch = (batch.len(), batch.size_in_bytes())
         self._db.write(batch)
+        for key in writer.garbage:  # replaced or unreachable: read again only for old roots
+            self._cache.pop(key, None)
         self.pages_written += len(writer.written)
         self.bytes_written += sum(writer.written.values())
         self.number = number
@@ -343,13 +347,6 @@ def _show(ref: Any) -> str:
     return "0x" + ref.hex() if isinstance(ref, bytes) else repr(ref)
 
 
-def _seq_of(node: Node) -> int | None:
-    """The page a subtree root is stored in, if it is stored and unchanged."""
-    if isinstance(node, Stub):
-        return node.locator[1].seq
-    return node.origin
-
-
 class _PageWriter:
     """Writes one block's dirty pages of any trie into the block's batch."""
 
@@ -375,11 +372,13 @@ class _PageWriter:
         by_seq: dict[int | None, list[tuple[bytes, Node]]] = {}
         known = {ref.seq for ref in old_refs}
         starts = [ref.start for ref in old_refs]
+        moved_into: set[int | None] = set()  # pages given subtrees not stored in them
         for path, node in children:
-            seq = _seq_of(node)
+            seq = node.origin  # the page it is stored in, if it is stored and unchanged
             if seq not in known:
                 nearest = max(0, bisect.bisect_right(starts, path) - 1)
                 seq = old_refs[nearest].seq if old_refs else None
+                moved_into.add(seq)
             by_seq.setdefault(seq, []).append((path, node))
         pages: list[Written] = []
         for ref in old_refs:
@@ -388,7 +387,7 @@ class _PageWriter:
             if not items:
                 self.drop(depth, ref)
                 continue
-            if len(items) == ref.count and all(_seq_of(node) == ref.seq for _, node in items):
+            if len(items) == ref.count and ref.seq not in moved_into:
                 pages.append((ref, None, 0))
                 continue
             self.garbage.append(key)
@@ -427,8 +426,9 @@ class _PageWriter:
                 entries.append(old_entry)  # unchanged, with its encoding
                 continue
             entry = Entry(path, node)
-            below = list(boundary_children(entry, self.sc.levels))
+            node_raw, below = entry_parts(entry, self.sc.levels)
             entry.refs = self.flush_children(depth + 1, below, old_entry.refs if old_entry else [])
+            encode_entry(entry, self.sc.levels, node_raw)
             entries.append(entry)
         chunks: list[list[tuple[Entry, bytes]]] = [[]]
         sizes = [0]

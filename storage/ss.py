@@ -28,7 +28,16 @@ from typing import Any
 from rlp.exceptions import DecodingError
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
-from storage.keys import ACCT, CODE, SLOT, AccountFields, AccountRecord, StateKey, decode_account
+from storage.keys import (
+    ACCT,
+    CODE,
+    SLOT,
+    AccountFields,
+    AccountRecord,
+    StateKey,
+    decode_account,
+    int_bytes,
+)
 from storage.writeset import encode_writeset
 
 LAYOUT_VERSION = 2  # 2: packed paths, bare child hashes, inline storage tries
@@ -290,7 +299,7 @@ class StateStorage:
             if key[0] == SLOT and seqs[key[1]] is not None:  # else: zeroing what never was
                 slot = seqs[key[1]] + key[2].to_bytes(32, "big")
                 if value:
-                    batch.put(slot, value.to_bytes((value.bit_length() + 7) // 8, "big"), contract)
+                    batch.put(slot, int_bytes(value), contract)
                 else:
                     batch.delete(slot, contract)
             elif key[0] == CODE:

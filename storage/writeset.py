@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import rlp
+from rlp.codec import encode_raw
 from rlp.exceptions import DecodingError
 
-from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey
+from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey, int_bytes
 
 
 class WriteSetError(ValueError):
@@ -33,14 +34,16 @@ def encode_writeset(writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> b
     for key, value in writes.items():
         if key[0] == ACCT:
             body = (
-                b"" if value is None else rlp.encode([value.nonce, value.balance, value.code_hash])
+                b""
+                if value is None
+                else encode_raw([int_bytes(value.nonce), int_bytes(value.balance), value.code_hash])
             )
             items.append([b"a", key[1], b"", body])
         elif key[0] == SLOT:
-            items.append([b"s", key[1], key[2], value or 0])
+            items.append([b"s", key[1], int_bytes(key[2]), int_bytes(value or 0)])
         else:
             items.append([b"c", key[1], b"", value])
-    return rlp.encode([sorted(wiped), items])
+    return encode_raw([sorted(wiped), items])
 
 
 def decode_writeset(data: bytes) -> WriteSet:

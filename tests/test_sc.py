@@ -72,10 +72,14 @@ def test_roots_equal_py_trie_after_every_block_and_old_proofs_verify(
     for number, root in roots.items():
         assert reopened.root_at(number) == root
         trie_at = reopened.at(number)
-        for address in ADDRESSES[:10]:
+        for address in ADDRESSES:  # every page is loaded, so each is checked against its hash
             proof = reopened.account_proof(number, address)
             value = HexaryTrie.get_from_proof(root, keccak(address), proof)
             assert (value or None) == trie_at.get(keccak(address))
+    for address in ADDRESSES[:8]:
+        storage = reopened.storage_trie(address)
+        for slot in range(31):
+            storage.get(keccak(slot.to_bytes(32, "big")))
     reopened.close()
 
 
