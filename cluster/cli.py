@@ -17,7 +17,9 @@ from bench.workload.genesis import block_env, build_genesis
 from cluster.replay import replay
 from cluster.runtime import start_ray
 from compute_unit.worker import ComputeUnit
+from coordinator.hints import DEFAULT_CAP_BYTES, HintTable
 from coordinator.pipeline import BlockReport, ChainRunner, ParallelExecutor
+from coordinator.planner import HintPlanner
 
 COLUMNS = (
     ("block", 6, "number"),
@@ -27,14 +29,23 @@ COLUMNS = (
     ("par ms", 9, "parallel_ms"),
     ("speedup", 8, "speedup"),
     ("re-exec", 8, "reexecutions"),
+    ("groups", 6, "groups"),
+    ("share", 6, "largest_share"),
+    ("prec", 6, "precision"),
+    ("recall", 6, "recall"),
+    ("hit", 6, "preload_hit_rate"),
     ("root", 6, "root_match"),
 )
 
 
 def _cell(report: BlockReport, attr: str, width: int) -> str:
     value = getattr(report, attr)
-    if isinstance(value, bool):
+    if value is None:
+        text = "-"
+    elif isinstance(value, bool):
         text = "ok" if value else "DIFF"
+    elif attr in ("largest_share", "precision", "recall", "preload_hit_rate"):
+        text = f"{value:.0%}" if value < 1 else "100%"
     elif isinstance(value, float):
         text = f"{value:.2f}x" if attr == "speedup" else f"{value:.1f}"
     else:
@@ -60,19 +71,26 @@ def run(args: argparse.Namespace) -> int:
     generator = BlockGenerator(genesis, mix, args.skew, args.seed)
     start_ray(num_cpus=args.workers, address=args.address)
     cu = ComputeUnit(args.workers)
+    table = None if args.no_hints else HintTable(hints_path(args), args.hint_cap_bytes)
+    if table is not None and table.rebuilt:
+        print(f"warning: {table.rebuilt}", file=sys.stderr)
     chain = ChainRunner(
         genesis.state.items(),
-        ParallelExecutor(cu),
+        ParallelExecutor(cu, None if table is None else HintPlanner(table)),
         args.data_dir or None,
+        preload=table is not None,
         keep_versions=args.keep_versions,
         keep_writesets=not args.no_writesets,
     )
     reports: list[BlockReport] = []
     started = time.perf_counter()
     print(header_line())
+    upcoming = generator.block(args.txs)
     for number in tqdm(range(1, args.blocks + 1), desc="blocks", file=sys.stderr):
-        txs = generator.block(args.txs)
+        txs, upcoming = upcoming, generator.block(args.txs) if number < args.blocks else []
         env = block_env(number, gas_limit=max(30_000_000, sum(tx.gas for tx in txs)))
+        if upcoming:
+            chain.prefetch(upcoming)  # the next block preloads while this one runs
         report, _, _ = chain.run_block(env, txs)
         reports.append(report)
         tqdm.write(row_line(report))
@@ -80,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"  {rejection}")
     cu.shutdown()
     chain.close()
+    if table is not None:
+        table.close()
     all_match = all(r.matches for r in reports)
     speedups = sorted(r.speedup for r in reports)
     summary = {
@@ -106,6 +126,13 @@ def run(args: argparse.Namespace) -> int:
         rows = [r.as_dict() for r in reports]
         path.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
     return 0 if all_match else 1
+
+
+def hints_path(args: argparse.Namespace) -> Path | None:
+    """Where the hint table persists: ``--hints``, else beside the chain's data."""
+    if args.hints:
+        return Path(args.hints)
+    return Path(args.data_dir) / "hints" if args.data_dir else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-writesets",
         action="store_true",
         help="do not keep each block's write set in State Storage (validators)",
+    )
+    p.add_argument(
+        "--no-hints",
+        action="store_true",
+        help="group by sender as the foundation did, without the hint table or preloading",
+    )
+    p.add_argument(
+        "--hints",
+        default="",
+        help="the hint table's folder, kept across runs (default: under --data-dir, if any)",
+    )
+    p.add_argument(
+        "--hint-cap-bytes",
+        type=int,
+        default=DEFAULT_CAP_BYTES,
+        help="the hint table's size cap; the least useful entries are evicted past it",
     )
     p.set_defaults(func=run)
     p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")

@@ -29,6 +29,7 @@ from eth.vm.forks.byzantium.constants import (
 )
 from eth_utils import ValidationError
 
+from compute_unit.preimages import recording_computation_class
 from compute_unit.state import OverlayAccountDB, StateReader, TxAccess, WriteLayer
 
 
@@ -76,7 +77,8 @@ class TxOutcome:
 
 @cache
 def _overlay_state_class(state_class: type[StateAPI]) -> type[StateAPI]:
-    """The fork's state class on an ``OverlayAccountDB``, making balance credits lazy."""
+    """The fork's state class on an ``OverlayAccountDB``, making balance credits lazy and
+    recording Keccak preimages (``compute_unit/preimages.py``)."""
 
     def delta_balance(self: StateAPI, address: bytes, delta: int) -> None:
         if delta > 0:
@@ -87,7 +89,11 @@ def _overlay_state_class(state_class: type[StateAPI]) -> type[StateAPI]:
     return type(
         f"Overlay{state_class.__name__}",
         (state_class,),
-        {"account_db_class": OverlayAccountDB, "delta_balance": delta_balance},
+        {
+            "account_db_class": OverlayAccountDB,
+            "delta_balance": delta_balance,
+            "computation_class": recording_computation_class(state_class.computation_class),
+        },
     )
 
 

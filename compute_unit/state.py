@@ -72,13 +72,15 @@ class TxAccess:
     ``reads`` maps each key to the value first seen below the transaction (a
     ``BlindAccount`` where its balance was not looked at); ``writes`` holds final values of
     changed keys, applied after wiping the storage of ``wiped`` addresses; ``credits`` are
-    balance additions still to make on top (address to wei).
+    balance additions still to make on top (address to wei); ``preimages`` maps each Keccak
+    hash the execution computed of one or two words to its input (for the hint learner).
     """
 
     reads: dict[StateKey, Any]
     writes: dict[StateKey, Any]
     wiped: frozenset[bytes] = frozenset()
     credits: dict[bytes, int] = field(default_factory=dict)
+    preimages: dict[bytes, bytes] = field(default_factory=dict)
 
 
 class DictSnapshot:
@@ -187,6 +189,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
         self._wiped: set[bytes] = set()
         self._warm: set[Any] = set()
         self._credits: dict[bytes, int] = {}
+        self._preimages: dict[bytes, bytes] = {}
         self._balance_seen: set[bytes] = set()
         self._journal: list[tuple[Any, ...]] = []
         self._checkpoints: dict[int, int] = {}
@@ -207,6 +210,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
             writes=writes,
             wiped=frozenset(self._wiped),
             credits={a: amount for a, amount in self._credits.items() if amount},
+            preimages=self._preimages,
         )
         self._reset()
         return access
@@ -260,6 +264,10 @@ class OverlayAccountDB(AccountDatabaseAPI):
             self.set_balance(address, self.get_balance(address) + amount)
         else:
             self._set_credit(address, self._credits.get(address, 0) + amount)
+
+    def note_preimage(self, digest: bytes, data: bytes) -> None:
+        """A Keccak hash the execution computed (``compute_unit/preimages.py``)."""
+        self._preimages[digest] = data
 
     # -- storage ---------------------------------------------------------------------------
     def get_storage(self, address: bytes, slot: int, from_journal: bool = True) -> int:

@@ -1,10 +1,14 @@
 """Splits a block's transactions into groups for the Compute Unit's workers, and decides
 when a block is better run sequentially.
 
-Foundation policy (the hint table replaces it): transactions of one sender always share a
-group, since each depends on the previous one's nonce; sender components are then packed,
-heaviest first by predicted gas, into the least loaded of ``n_groups`` groups. Each group
-lists block indices in block order.
+With hints, ``conflict_components`` builds the predicted conflict graph (two transactions
+conflict when one writes a key the other reads or writes; a transaction that may touch
+anything of a contract conflicts with every transaction touching that contract) and returns
+its connected components, each in block order. Without hints (the foundation's policy),
+transactions of one sender share a component, since each depends on the previous one's
+nonce. Components are then packed, heaviest first by predicted gas, into the least loaded
+of ``n_groups`` groups; a component heavier than a fair share cannot be balanced and is
+reported. Each group lists block indices in block order.
 
 ``sequential_reason`` says when the plan cannot pay for its dispatch: a block so small that
 the round trip to the workers costs more than it saves, or one whose largest group carries
@@ -14,8 +18,12 @@ nearly all predicted gas (one long dependency chain).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+from storage.keys import CODE, StateKey
 
 Group = list[int]
 
@@ -30,6 +38,61 @@ def group_by_sender(
     for index, sender in enumerate(senders):
         by_sender.setdefault(sender, []).append(index)
     return pack_components(list(by_sender.values()), n_groups, weights)
+
+
+class KeyAccess(Protocol):
+    """A transaction's predicted access (``coordinator.learner.Prediction``)."""
+
+    reads: set[StateKey]
+    writes: set[StateKey]
+    wildcard: bytes | None
+
+
+def conflict_components(
+    predictions: Sequence[KeyAccess], ignore: Iterable[StateKey] = ()
+) -> list[list[int]]:
+    """Connected components of the predicted conflict graph, each in block order.
+
+    ``ignore``: keys that conflict with nothing (the fee recipient's balance is credited
+    commutatively).
+    """
+    parent = list(range(len(predictions)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    ignored = set(ignore)
+    wild = {p.wildcard for p in predictions if p.wildcard is not None}
+    accessors: dict[Any, list[int]] = {}
+    written: set[Any] = set()
+    for index, prediction in enumerate(predictions):
+        keys = (prediction.reads | prediction.writes) - ignored
+        written.update(prediction.writes - ignored)
+        touched = {key[1] for key in keys if key[0] != CODE} & wild
+        if prediction.wildcard is not None:
+            written.add(("any", prediction.wildcard))
+            touched.add(prediction.wildcard)
+        for key in itertools.chain(keys, (("any", address) for address in touched)):
+            accessors.setdefault(key, []).append(index)
+    for key, indices in accessors.items():
+        if key in written:
+            root = find(indices[0])
+            for other in indices[1:]:
+                parent[find(other)] = root
+    components: dict[int, list[int]] = {}
+    for index in range(len(predictions)):
+        components.setdefault(find(index), []).append(index)
+    return list(components.values())
+
+
+def largest_share(components: Sequence[Sequence[int]], weights: Sequence[int]) -> float:
+    """The heaviest component's share of the block's predicted gas."""
+    total = sum(weights)
+    heaviest = max((sum(weights[i] for i in c) for c in components), default=0)
+    return heaviest / total if total else 0.0
 
 
 def pack_components(

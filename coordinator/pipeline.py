@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,10 +19,20 @@ from eth.abc import SignedTransactionAPI
 
 from compute_unit.blockstm import ValidatedBlock, validate_block
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
+from compute_unit.preload import (
+    PreloadedReader,
+    PreloadedState,
+    Preloader,
+    PreloadJob,
+    hit_rate,
+    preload_keys,
+)
 from compute_unit.sequential import SequentialChain, SequentialResult
 from compute_unit.state import CachedReader, StateReader, WriteLayer
 from coordinator.admission import Rejection, admit
-from coordinator.grouping import FallbackPolicy, Group, group_by_sender, sequential_reason
+from coordinator.grouping import FallbackPolicy, Group, sequential_reason
+from coordinator.learner import Prediction
+from coordinator.planner import BlockPlan, Planner, SenderPlanner
 from storage.committer import Committer
 from storage.keys import StateKey
 from storage.ss import StorageView
@@ -44,21 +54,7 @@ class ComputeUnitAPI(Protocol):
     ) -> dict[int, TxOutcome]: ...
 
 
-Grouper = Callable[[Sequence[SignedTransactionAPI], int, Sequence[int]], list[Group]]
-
-
-def sender_grouping(
-    txs: Sequence[SignedTransactionAPI], n_groups: int, weights: Sequence[int]
-) -> list[Group]:
-    return group_by_sender([tx.sender for tx in txs], n_groups, weights)
-
-
 DEFAULT_FALLBACK = FallbackPolicy()
-
-
-def predicted_gas(txs: Sequence[SignedTransactionAPI]) -> list[int]:
-    """Each transaction's predicted gas: its gas limit, until the hint table learns better."""
-    return [tx.gas for tx in txs]
 
 
 @dataclass
@@ -70,7 +66,7 @@ class ParallelResult:
 
 
 class ParallelExecutor:
-    """Groups a block, runs the groups on a Compute Unit, validates in block order.
+    """Plans a block, runs the groups on a Compute Unit, validates in block order.
 
     A block the fallback policy judges not worth dispatching runs as one group in this
     process instead (and goes through the same validation).
@@ -79,12 +75,15 @@ class ParallelExecutor:
     def __init__(
         self,
         cu: ComputeUnitAPI,
-        grouper: Grouper = sender_grouping,
+        planner: Planner | None = None,
         policy: FallbackPolicy | None = DEFAULT_FALLBACK,
     ) -> None:
         self.cu = cu
-        self.grouper = grouper
+        self.planner = planner or SenderPlanner()
         self.policy = policy
+
+    def plan(self, env: BlockEnv, txs: Sequence[SignedTransactionAPI]) -> BlockPlan:
+        return self.planner.plan(env, txs, self.cu.size)
 
     def execute(
         self,
@@ -94,16 +93,18 @@ class ParallelExecutor:
         groups: list[Group] | None = None,
         crash: CrashPlan | None = None,
         remote: StateReader | None = None,
+        plan: BlockPlan | None = None,
     ) -> ParallelResult:
         """``snapshot`` is the pre-block state here; ``remote`` the same state as the workers
-        reach it (a picklable view), when it differs."""
+        reach it (a picklable view, or the preloaded state), when it differs. ``groups``
+        overrides the plan (tests); ``plan`` is the planner's, if made already."""
         started = time.perf_counter()
         fallback = None
         if groups is None:
-            weights = predicted_gas(txs)
-            groups = self.grouper(txs, self.cu.size, weights)
+            plan = plan or self.plan(env, txs)
+            groups = plan.groups
             if self.policy is not None:
-                fallback = sequential_reason(groups, weights, self.policy)
+                fallback = sequential_reason(groups, plan.weights, self.policy)
         if fallback is not None:
             groups = [list(range(len(txs)))]
             in_order = run_group(env, WriteLayer(snapshot), list(enumerate(txs)))
@@ -133,6 +134,11 @@ class BlockReport:
     root_match: bool
     state_root: str
     fallback: str | None = None
+    largest_share: float = 0.0  # the heaviest predicted conflict component's gas share
+    precision: float | None = None  # of the hint predictions (None: no hints)
+    recall: float | None = None
+    preloaded: int = 0  # keys in the preloaded table
+    preload_hit_rate: float | None = None  # share of keys read that were preloaded
 
     @property
     def speedup(self) -> float:
@@ -167,15 +173,20 @@ class ChainRunner:
         genesis: Iterable[tuple[StateKey, Any]],
         executor: ParallelExecutor,
         data_dir: str | Path | None = None,
+        preload: bool = False,
         **storage: Any,
     ) -> None:
-        """``storage`` goes to the ``Committer`` (``keep_versions``, ``keep_writesets`` ...)."""
+        """``preload``: execute over the preloaded predicted state (with a hint planner);
+        ``storage`` goes to the ``Committer`` (``keep_versions``, ``keep_writesets`` ...)."""
         items = list(genesis)
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="evmpp-data-")
         self.committer = Committer(data_dir or self._tmp.name, **storage)
         self.committer.load_genesis(items)
         self.oracle = SequentialChain(items)
         self.executor = executor
+        self.preloader = Preloader(self.committer.ss) if preload else None
+        self._prefetch: PreloadJob | None = None
+        self._prefetch_patches: list[tuple[dict, frozenset[bytes]]] = []
         self.last_rejections: list[Rejection] = []
         self._new_block_view()
 
@@ -185,9 +196,33 @@ class ChainRunner:
         self.remote = StorageView(self.committer.ss.path, number)
 
     def close(self) -> None:
+        if self.preloader is not None:
+            self.preloader.close()
         self.committer.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def prefetch(self, candidates: Sequence[SignedTransactionAPI]) -> None:
+        """Start preloading the next block's predicted keys now, while this block runs
+        (reads that land before this block commits are patched with its write set)."""
+        predict = getattr(self.executor.planner, "predict", None)
+        if self.preloader is None or predict is None:
+            return
+        self._prefetch = self.preloader.start(*preload_keys(predict(candidates)))
+        self._prefetch_patches = []
+
+    def _preload(self, predictions: Sequence[Prediction]) -> PreloadedState:
+        """The block's predicted state: the prefetched job's, patched, topped up with keys
+        predicted only now (the order is final); else read now, static keys first."""
+        static, dynamic = preload_keys(predictions)
+        job, self._prefetch = self._prefetch, None
+        if job is None:
+            return self.preloader.start(static, dynamic).result()
+        state = job.result()
+        for writes, wiped in self._prefetch_patches:
+            state.patch(writes, wiped)
+        state.dynamic_ms += state.read(self.committer.ss, static | dynamic)
+        return state
 
     def run_block(
         self,
@@ -217,8 +252,19 @@ class ChainRunner:
         """
         oracle_txs = [env.decode(tx.encode()) for tx in txs]  # no sender recovered yet
         sequential = self.oracle.execute(env, oracle_txs)
-        parallel = self.executor.execute(env, self.snapshot, txs, groups, crash, self.remote)
+        started = time.perf_counter()
+        plan = self.executor.plan(env, txs) if groups is None else None
+        reader: StateReader = self.remote
+        preloaded: set[StateKey] | None = None
+        if self.preloader is not None and plan is not None and plan.predictions is not None:
+            state = self._preload(plan.predictions)
+            reader = PreloadedReader(state.table(), self.remote)
+            preloaded = set(state.values)
+        planned_s = time.perf_counter() - started
+        parallel = self.executor.execute(env, self.snapshot, txs, groups, crash, reader, plan)
+        parallel.elapsed_s += planned_s
         block = parallel.block
+        score = None if plan is None else self.executor.planner.learn(env, txs, plan, block)
         started = time.perf_counter()
         number = env.header.block_number
         if env.intermediate_roots:
@@ -229,6 +275,8 @@ class ChainRunner:
         else:
             root = self.committer.commit(number, block.writes, block.wiped)
         parallel.elapsed_s += time.perf_counter() - started
+        if self._prefetch is not None:
+            self._prefetch_patches.append((block.writes, block.wiped))
         self._new_block_view()
         report = BlockReport(
             number=env.header.block_number,
@@ -245,5 +293,12 @@ class ChainRunner:
             root_match=root == sequential.state_root,
             state_root="0x" + root.hex(),
             fallback=parallel.fallback,
+            largest_share=0.0 if plan is None else round(plan.largest_share, 3),
+            precision=None if score is None else round(score.precision, 4),
+            recall=None if score is None else round(score.recall, 4),
+            preloaded=len(preloaded or ()),
+            preload_hit_rate=None
+            if preloaded is None
+            else round(hit_rate(preloaded, [o.access.reads for o in block.outcomes]), 4),
         )
         return report, parallel, sequential

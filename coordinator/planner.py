@@ -1,0 +1,123 @@
+"""Plans a block's parallel run and learns from its result.
+
+``HintPlanner`` predicts each transaction's keys from the hint table
+(``coordinator/learner.py``), groups the predicted conflict graph's components
+(``coordinator/grouping.py``), and after validation scores the predictions against what
+really ran and teaches the table. ``SenderPlanner`` is the foundation's policy (one sender's
+transactions together, weighted by gas limit), kept for comparison (``evmpp run
+--no-hints``) and for blocks from unrelated chains (mainnet replay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from eth.abc import SignedTransactionAPI
+
+from compute_unit.blockstm import ValidatedBlock
+from compute_unit.executor import BlockEnv
+from coordinator.grouping import (
+    Group,
+    conflict_components,
+    group_by_sender,
+    largest_share,
+    pack_components,
+)
+from coordinator.hints import HintTable, TxFields
+from coordinator.learner import HintLearner, HintScore, LearnerSettings, Prediction, touched
+from storage.keys import ACCT
+
+
+@dataclass
+class BlockPlan:
+    """Groups for the workers, the predicted gas they were balanced by, and the predictions
+    (None without hints). ``largest_share``: the heaviest conflict component's share of the
+    predicted gas; above ``1 / n_groups`` it cannot be balanced."""
+
+    groups: list[Group]
+    weights: list[int]
+    largest_share: float
+    predictions: list[Prediction] | None = None
+
+    def unbalanced(self, n_groups: int) -> bool:
+        return n_groups > 1 and self.largest_share > 1 / n_groups
+
+
+class Planner(Protocol):
+    def plan(
+        self, env: BlockEnv, txs: Sequence[SignedTransactionAPI], n_groups: int
+    ) -> BlockPlan: ...
+
+    def learn(
+        self,
+        env: BlockEnv,
+        txs: Sequence[SignedTransactionAPI],
+        plan: BlockPlan,
+        block: ValidatedBlock,
+    ) -> HintScore | None: ...
+
+
+def tx_fields(tx: SignedTransactionAPI) -> TxFields:
+    return TxFields(tx.sender, tx.to or None, tx.data)
+
+
+class SenderPlanner:
+    """The foundation's grouping: by sender, balanced by gas limit; learns nothing."""
+
+    def plan(self, env: BlockEnv, txs: Sequence[SignedTransactionAPI], n_groups: int) -> BlockPlan:
+        weights = [tx.gas for tx in txs]
+        senders = [tx.sender for tx in txs]
+        groups = group_by_sender(senders, n_groups, weights)
+        by_sender: dict[bytes, list[int]] = {}
+        for index, sender in enumerate(senders):
+            by_sender.setdefault(sender, []).append(index)
+        return BlockPlan(groups, weights, largest_share(list(by_sender.values()), weights))
+
+    def learn(
+        self,
+        env: BlockEnv,
+        txs: Sequence[SignedTransactionAPI],
+        plan: BlockPlan,
+        block: ValidatedBlock,
+    ) -> HintScore | None:
+        return None
+
+
+class HintPlanner:
+    """Prediction from a hint table, conflict-graph grouping, learning after each block."""
+
+    def __init__(self, table: HintTable, settings: LearnerSettings | None = None) -> None:
+        self.table = table
+        self.learner = HintLearner(table, settings)
+
+    def predict(self, txs: Sequence[SignedTransactionAPI]) -> list[Prediction]:
+        return [self.learner.predict(tx_fields(tx), tx.gas) for tx in txs]
+
+    def plan(self, env: BlockEnv, txs: Sequence[SignedTransactionAPI], n_groups: int) -> BlockPlan:
+        predictions = self.predict(txs)
+        components = conflict_components(predictions, ignore={(ACCT, env.header.coinbase)})
+        weights = [prediction.gas for prediction in predictions]
+        groups = pack_components(components, n_groups, weights)
+        return BlockPlan(groups, weights, largest_share(components, weights), predictions)
+
+    def learn(
+        self,
+        env: BlockEnv,
+        txs: Sequence[SignedTransactionAPI],
+        plan: BlockPlan,
+        block: ValidatedBlock,
+    ) -> HintScore:
+        """Score the block's predictions against what ran, then learn from it."""
+        score = HintScore()
+        number = env.header.block_number
+        coinbase = (ACCT, env.header.coinbase)
+        for tx, outcome in zip(txs, block.outcomes, strict=True):
+            fields = tx_fields(tx)
+            if plan.predictions is not None:
+                actual = touched(outcome.access).keys() - {coinbase}
+                score.add(plan.predictions[outcome.index], actual)
+            self.learner.learn(fields, outcome.access, outcome.gas_used, number)
+        self.table.save()
+        return score
