@@ -12,7 +12,9 @@ transaction, with how often the rule held:
   words (address or integer arguments), also for keys in other contracts reached by calls.
 
 Expressions are tuples: ``("from",)``, ``("to",)``, ``("word", i)`` (calldata word ``i``
-after the selector), ``("const", bytes32)``, ``("hash", e1[, e2])`` (Keccak of the words).
+after the selector), ``("const", bytes32)``, ``("hash", e1[, e2])`` (Keccak of the words),
+``("count", address, slot)`` (one more than that slot's value as the transaction finds it:
+the next id of a sequential counter, such as an NFT mint's token id).
 Nothing here is written by hand: ``coordinator/learner.py`` makes and scores the rules.
 
 The table lives in a RocksDB of its own, one record per entry (a CRC-32 and canonical JSON,
@@ -27,7 +29,7 @@ import json
 import logging
 import shutil
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +75,12 @@ def pad32(address: bytes) -> bytes:
     return address.rjust(32, b"\0")
 
 
-def evaluate(expr: Expr, tx: TxFields) -> bytes | None:
-    """The 32-byte word an expression gives for this transaction (None: not applicable)."""
+StateLookup = Callable[[StateKey], Any]  # a slot's value as a transaction finds it
+
+
+def evaluate(expr: Expr, tx: TxFields, state: StateLookup | None = None) -> bytes | None:
+    """The 32-byte word an expression gives for this transaction (None: not applicable, or
+    it needs the state and none is given)."""
     kind = expr[0]
     if kind == "const":
         return expr[1]
@@ -86,15 +92,21 @@ def evaluate(expr: Expr, tx: TxFields) -> bytes | None:
         words = tx.words
         return words[expr[1]] if expr[1] < len(words) else None
     if kind == "hash":
-        parts = [evaluate(part, tx) for part in expr[1:]]
+        parts = [evaluate(part, tx, state) for part in expr[1:]]
         return None if None in parts else keccak(b"".join(parts))
+    if kind == "count":
+        address, slot = evaluate(expr[1], tx, state), evaluate(expr[2], tx, state)
+        if state is None or address is None or slot is None:
+            return None
+        value = state((SLOT, address[12:], int.from_bytes(slot, "big"))) or 0
+        return (value + 1).to_bytes(32, "big") if value < 2**256 - 1 else None
     raise ValueError(f"unknown expression {expr!r}")
 
 
 def is_dynamic(expr: Expr, shared: bool = False) -> bool:
     """Whether the expression depends on the transaction's sender or calldata (or on its
     callee, for the ``shared`` entries of transfers and creations)."""
-    if expr[0] in ("from", "word") or (shared and expr[0] == "to"):
+    if expr[0] in ("from", "word", "count") or (shared and expr[0] == "to"):
         return True
     return expr[0] == "hash" and any(is_dynamic(part, shared) for part in expr[1:])
 
@@ -128,9 +140,9 @@ class Rule:
         exprs = (self.address,) if self.slot is None else (self.address, self.slot)
         return not any(is_dynamic(expr, shared) for expr in exprs)
 
-    def key(self, tx: TxFields) -> StateKey | None:
+    def key(self, tx: TxFields, state: StateLookup | None = None) -> StateKey | None:
         """The state key this rule names for a transaction (None: not applicable)."""
-        word = evaluate(self.address, tx)
+        word = evaluate(self.address, tx, state)
         if word is None:
             return None
         if self.kind == CODE:
@@ -139,7 +151,7 @@ class Rule:
             return None  # not an address
         if self.kind == ACCT:
             return (ACCT, word[12:])
-        slot = evaluate(self.slot, tx) if self.slot is not None else None
+        slot = evaluate(self.slot, tx, state) if self.slot is not None else None
         return None if slot is None else (SLOT, word[12:], int.from_bytes(slot, "big"))
 
 
@@ -191,8 +203,8 @@ def _expr_json(expr: Expr | None) -> Any:
         return None
     if expr[0] == "const":
         return ["const", expr[1].hex()]
-    if expr[0] == "hash":
-        return ["hash", *(_expr_json(part) for part in expr[1:])]
+    if expr[0] in ("hash", "count"):
+        return [expr[0], *(_expr_json(part) for part in expr[1:])]
     return list(expr)
 
 
@@ -202,8 +214,8 @@ def _expr_from(data: Any) -> Expr | None:
     kind = data[0]
     if kind == "const" and len(data) == 2:
         return ("const", bytes.fromhex(data[1]))
-    if kind == "hash" and len(data) in (2, 3):
-        return ("hash", *(_expr_from(part) for part in data[1:]))
+    if kind == "hash" and len(data) in (2, 3) or kind == "count" and len(data) == 3:
+        return (kind, *(_expr_from(part) for part in data[1:]))
     if kind == "word" and len(data) == 2 and isinstance(data[1], int) and data[1] >= 0:
         return ("word", data[1])
     if kind in ("from", "to") and len(data) == 1:

@@ -82,8 +82,13 @@ class ParallelExecutor:
         self.planner = planner or SenderPlanner()
         self.policy = policy
 
-    def plan(self, env: BlockEnv, txs: Sequence[SignedTransactionAPI]) -> BlockPlan:
-        return self.planner.plan(env, txs, self.cu.size)
+    def plan(
+        self,
+        env: BlockEnv,
+        txs: Sequence[SignedTransactionAPI],
+        state: StateReader | None = None,
+    ) -> BlockPlan:
+        return self.planner.plan(env, txs, self.cu.size, state)
 
     def execute(
         self,
@@ -208,7 +213,7 @@ class ChainRunner:
         predict = getattr(self.executor.planner, "predict", None)
         if self.preloader is None or predict is None:
             return
-        self._prefetch = self.preloader.start(*preload_keys(predict(candidates)))
+        self._prefetch = self.preloader.start(*preload_keys(predict(candidates, self.snapshot)))
         self._prefetch_patches = []
 
     def _preload(self, predictions: Sequence[Prediction]) -> PreloadedState:
@@ -253,7 +258,7 @@ class ChainRunner:
         oracle_txs = [env.decode(tx.encode()) for tx in txs]  # no sender recovered yet
         sequential = self.oracle.execute(env, oracle_txs)
         started = time.perf_counter()
-        plan = self.executor.plan(env, txs) if groups is None else None
+        plan = self.executor.plan(env, txs, self.snapshot) if groups is None else None
         reader: StateReader = self.remote
         preloaded: set[StateKey] | None = None
         if self.preloader is not None and plan is not None and plan.predictions is not None:

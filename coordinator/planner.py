@@ -18,6 +18,7 @@ from eth.abc import SignedTransactionAPI
 
 from compute_unit.blockstm import ValidatedBlock
 from compute_unit.executor import BlockEnv
+from compute_unit.state import StateReader
 from coordinator.grouping import (
     Group,
     conflict_components,
@@ -26,7 +27,14 @@ from coordinator.grouping import (
     pack_components,
 )
 from coordinator.hints import HintTable, TxFields
-from coordinator.learner import HintLearner, HintScore, LearnerSettings, Prediction, touched
+from coordinator.learner import (
+    HintLearner,
+    HintScore,
+    LearnerSettings,
+    Prediction,
+    RunningCounters,
+    touched,
+)
 from storage.keys import ACCT
 
 
@@ -47,7 +55,11 @@ class BlockPlan:
 
 class Planner(Protocol):
     def plan(
-        self, env: BlockEnv, txs: Sequence[SignedTransactionAPI], n_groups: int
+        self,
+        env: BlockEnv,
+        txs: Sequence[SignedTransactionAPI],
+        n_groups: int,
+        state: StateReader | None = None,
     ) -> BlockPlan: ...
 
     def learn(
@@ -66,7 +78,13 @@ def tx_fields(tx: SignedTransactionAPI) -> TxFields:
 class SenderPlanner:
     """The foundation's grouping: by sender, balanced by gas limit; learns nothing."""
 
-    def plan(self, env: BlockEnv, txs: Sequence[SignedTransactionAPI], n_groups: int) -> BlockPlan:
+    def plan(
+        self,
+        env: BlockEnv,
+        txs: Sequence[SignedTransactionAPI],
+        n_groups: int,
+        state: StateReader | None = None,
+    ) -> BlockPlan:
         weights = [tx.gas for tx in txs]
         senders = [tx.sender for tx in txs]
         groups = group_by_sender(senders, n_groups, weights)
@@ -92,11 +110,28 @@ class HintPlanner:
         self.table = table
         self.learner = HintLearner(table, settings)
 
-    def predict(self, txs: Sequence[SignedTransactionAPI]) -> list[Prediction]:
-        return [self.learner.predict(tx_fields(tx), tx.gas) for tx in txs]
+    def predict(
+        self, txs: Sequence[SignedTransactionAPI], state: StateReader | None = None
+    ) -> list[Prediction]:
+        """Each transaction's prediction, in block order (``state``: the pre-block state,
+        for keys that follow counters)."""
+        counters = None if state is None else RunningCounters(state)
+        predictions = []
+        for tx in txs:
+            prediction = self.learner.predict(tx_fields(tx), tx.gas, counters)
+            if counters is not None:
+                counters.advance(prediction.writes)
+            predictions.append(prediction)
+        return predictions
 
-    def plan(self, env: BlockEnv, txs: Sequence[SignedTransactionAPI], n_groups: int) -> BlockPlan:
-        predictions = self.predict(txs)
+    def plan(
+        self,
+        env: BlockEnv,
+        txs: Sequence[SignedTransactionAPI],
+        n_groups: int,
+        state: StateReader | None = None,
+    ) -> BlockPlan:
+        predictions = self.predict(txs, state)
         components = conflict_components(predictions, ignore={(ACCT, env.header.coinbase)})
         weights = [prediction.gas for prediction in predictions]
         groups = pack_components(components, n_groups, weights)

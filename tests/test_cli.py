@@ -58,3 +58,18 @@ def test_run_with_pruning_and_without_write_sets(ray_cluster, tmp_path):
     with pytest.raises(StorageError, match="no root kept for block 2"):
         committer.sc.root_at(2)
     committer.close()
+
+
+def test_hints_persist_across_runs_and_no_hints_turns_them_off(ray_cluster, tmp_path):
+    hints, out = tmp_path / "hints", tmp_path / "run.json"
+    argv = ["run", "--blocks", "2", "--txs", "40", "--accounts", "60", "--json", str(out)]
+    assert main([*argv, "--hints", str(hints)]) == 0
+    cold = json.loads(out.read_text())["rows"]
+    assert cold[0]["recall"] < 0.5 and cold[0]["preload_hit_rate"] is not None
+    assert main([*argv, "--hints", str(hints)]) == 0  # the same blocks, a warm table
+    warm = json.loads(out.read_text())["rows"]
+    assert warm[0]["recall"] > 0.95 and warm[0]["preload_hit_rate"] > 0.95
+    assert main([*argv, "--no-hints"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert all(r["recall"] is None and r["preload_hit_rate"] is None for r in rows)
+    assert all(r["root_match"] for r in cold + warm + rows)

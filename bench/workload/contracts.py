@@ -42,7 +42,11 @@ class CompiledContract:
 @cache
 def compiled(name: str) -> CompiledContract:
     """``contracts/<name>.vy`` compiled with the installed Vyper, cached by source hash."""
-    source = (SOURCES / f"{name}.vy").read_text()
+    return compile_source(name, (SOURCES / f"{name}.vy").read_text())
+
+
+def compile_source(name: str, source: str) -> CompiledContract:
+    """Vyper source compiled (cached in ``.cache/contracts`` by compiler version and source)."""
     digest = hashlib.sha256(f"{vyper.__version__}\n{source}".encode()).hexdigest()[:16]
     cached = CACHE / f"{name}-{digest}.json"
     if cached.exists():
