@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.parallel_speedup
+	$(BIN)/python -m bench.predictive
 	$(BIN)/python -m bench.mainnet
 	$(BIN)/python -m bench.storage_bench
 

@@ -96,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(row_line(report))
         for rejection in chain.last_rejections:
             tqdm.write(f"  {rejection}")
+        if args.workers > 1 and report.largest_share > 1 / args.workers:
+            tqdm.write(
+                f"  unbalanced: one conflict component, {report.largest_share:.0%} of the gas"
+            )
     cu.shutdown()
     chain.close()
     if table is not None:

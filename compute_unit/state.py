@@ -2,9 +2,10 @@
 
 A ``StateReader`` is anything that answers ``get(key)`` for the state keys of
 ``storage/keys.py``: State Storage itself or a worker's ``StorageView`` of it (the pre-block
-state), a ``CachedReader`` memoizing one for a block, a ``DictSnapshot`` (a state as a plain
-mapping: genesis building, tests), or a ``WriteLayer`` stacking applied write sets on top of
-another reader (a group's earlier transactions, or the validator's committed prefix).
+state), a ``PreloadedReader`` (``compute_unit/preload.py``: the block's preloaded keys, then
+one of those), a ``CachedReader`` memoizing one for a block, a ``DictSnapshot`` (a state as
+a plain mapping: genesis building, tests), or a ``WriteLayer`` stacking applied write sets on
+top of another reader (a group's earlier transactions, or the validator's committed prefix).
 
 ``OverlayAccountDB`` implements py-evm's ``AccountDatabaseAPI`` over a reader: every value a
 transaction reads from below is recorded (its read set), every change is kept in a journaled

@@ -99,10 +99,12 @@ class ParallelExecutor:
         crash: CrashPlan | None = None,
         remote: StateReader | None = None,
         plan: BlockPlan | None = None,
+        local: StateReader | None = None,
     ) -> ParallelResult:
-        """``snapshot`` is the pre-block state here; ``remote`` the same state as the workers
-        reach it (a picklable view, or the preloaded state), when it differs. ``groups``
-        overrides the plan (tests); ``plan`` is the planner's, if made already."""
+        """``snapshot`` is the pre-block state here (validation reads it); ``remote`` the
+        same state as the workers reach it (a picklable view, or the preloaded state) and
+        ``local`` as a run in this process reads it, when they differ. ``groups`` overrides
+        the plan (tests); ``plan`` is the planner's, if made already."""
         started = time.perf_counter()
         fallback = None
         if groups is None:
@@ -112,7 +114,7 @@ class ParallelExecutor:
                 fallback = sequential_reason(groups, plan.weights, self.policy)
         if fallback is not None:
             groups = [list(range(len(txs)))]
-            in_order = run_group(env, WriteLayer(snapshot), list(enumerate(txs)))
+            in_order = run_group(env, WriteLayer(local or snapshot), list(enumerate(txs)))
             outcomes = {outcome.index: outcome for outcome in in_order}
         else:
             raw = [tx.encode() for tx in txs]
@@ -259,14 +261,19 @@ class ChainRunner:
         sequential = self.oracle.execute(env, oracle_txs)
         started = time.perf_counter()
         plan = self.executor.plan(env, txs, self.snapshot) if groups is None else None
-        reader: StateReader = self.remote
+        remote: StateReader = self.remote
+        local: StateReader | None = None
         preloaded: set[StateKey] | None = None
         if self.preloader is not None and plan is not None and plan.predictions is not None:
             state = self._preload(plan.predictions)
-            reader = PreloadedReader(state.table(), self.remote)
+            table = state.table()
+            remote = PreloadedReader(table, self.remote)
+            local = PreloadedReader(table, self.snapshot)
             preloaded = set(state.values)
         planned_s = time.perf_counter() - started
-        parallel = self.executor.execute(env, self.snapshot, txs, groups, crash, reader, plan)
+        parallel = self.executor.execute(
+            env, self.snapshot, txs, groups, crash, remote, plan, local
+        )
         parallel.elapsed_s += planned_s
         block = parallel.block
         score = None if plan is None else self.executor.planner.learn(env, txs, plan, block)

@@ -49,9 +49,6 @@ class BlockPlan:
     largest_share: float
     predictions: list[Prediction] | None = None
 
-    def unbalanced(self, n_groups: int) -> bool:
-        return n_groups > 1 and self.largest_share > 1 / n_groups
-
 
 class Planner(Protocol):
     def plan(
