@@ -17,7 +17,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
 from compute_unit.state import StateReader, WriteLayer
-from coordinator.grouping import Group
+from coordinator.grouping import Group, assign_groups
 
 
 @ray.remote(num_cpus=1, max_restarts=0)
@@ -41,17 +41,6 @@ class ExecutionWorker:
 
     def pid(self) -> int:
         return os.getpid()
-
-
-def assign_groups(groups: Sequence[Group], n_workers: int) -> list[list[Group]]:
-    """Deal groups to workers, largest first onto the least loaded worker."""
-    shares: list[list[Group]] = [[] for _ in range(n_workers)]
-    loads = [0] * n_workers
-    for group in sorted(groups, key=len, reverse=True):
-        target = loads.index(min(loads))
-        shares[target].append(group)
-        loads[target] += len(group)
-    return shares
 
 
 class ComputeUnit:

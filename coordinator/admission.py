@@ -45,7 +45,9 @@ def _max_cost(tx: SignedTransactionAPI) -> int:
     return tx.gas * fee_cap + tx.value + blob_cost
 
 
-def _decode(env: BlockEnv, candidate: bytes | SignedTransactionAPI) -> SignedTransactionAPI:
+def decode_candidate(
+    env: BlockEnv, candidate: bytes | SignedTransactionAPI
+) -> SignedTransactionAPI:
     if not isinstance(candidate, bytes | bytearray):
         return candidate
     try:
@@ -54,7 +56,7 @@ def _decode(env: BlockEnv, candidate: bytes | SignedTransactionAPI) -> SignedTra
         raise ValidationError(f"malformed transaction: {type(err).__name__}: {err}") from err
 
 
-def _check_static(env: BlockEnv, tx: SignedTransactionAPI) -> bytes:
+def check_static(env: BlockEnv, tx: SignedTransactionAPI) -> bytes:
     """Checks needing no state; returns the recovered sender."""
     try:
         tx.validate()
@@ -87,9 +89,9 @@ def admit(
     for index, candidate in enumerate(candidates):
         tx_hash = "?"
         try:
-            tx = _decode(env, candidate)
+            tx = decode_candidate(env, candidate)
             tx_hash = "0x" + tx.hash.hex()
-            sender = _check_static(env, tx)
+            sender = check_static(env, tx)
             if sender not in next_nonce:
                 account = state.get(acct_key(sender))
                 next_nonce[sender] = account.nonce if account else 0

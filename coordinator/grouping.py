@@ -115,6 +115,17 @@ def pack_components(
     return [sorted(group) for group in groups if group]
 
 
+def assign_groups(groups: Sequence[Group], n_workers: int) -> list[list[Group]]:
+    """Deal groups to workers, largest first onto the least loaded worker."""
+    shares: list[list[Group]] = [[] for _ in range(n_workers)]
+    loads = [0] * n_workers
+    for group in sorted(groups, key=len, reverse=True):
+        target = loads.index(min(loads))
+        shares[target].append(group)
+        loads[target] += len(group)
+    return shares
+
+
 @dataclass(frozen=True)
 class FallbackPolicy:
     """When a block runs sequentially in process instead of on the workers.

@@ -82,6 +82,10 @@ class ParallelExecutor:
         self.planner = planner or SenderPlanner()
         self.policy = policy
 
+    @property
+    def restarts(self) -> int:
+        return self.cu.restarts
+
     def plan(
         self,
         env: BlockEnv,
@@ -299,7 +303,7 @@ class ChainRunner:
             parallel_ms=parallel.elapsed_s * 1000,
             reexecutions=block.reexecutions,
             groups=len(parallel.groups),
-            worker_restarts=self.executor.cu.restarts,
+            worker_restarts=self.executor.restarts,
             receipts_match=first_receipt_mismatch(block.receipts, sequential.receipts) is None,
             gas_match=block.gas_used == sequential.gas_used,
             root_match=root == sequential.state_root,

@@ -48,6 +48,7 @@ class BlockPlan:
     weights: list[int]
     largest_share: float
     predictions: list[Prediction] | None = None
+    by_space: dict[str, list[Group]] | None = None  # groups per block space (coordinator)
 
 
 class Planner(Protocol):

@@ -14,11 +14,19 @@ from coordinator.pipeline import BlockReport, ChainRunner, ParallelExecutor
 
 
 class InlineComputeUnit:
-    """Same contract as ``ComputeUnit`` but runs each group in this process (no Ray)."""
+    """Same contract as ``ComputeUnit`` but runs each group in this process (no Ray).
 
-    def __init__(self, size: int = 2) -> None:
+    ``fail_next``: the next ``execute`` raises, as a CU whose actors are gone."""
+
+    def __init__(self, size: int = 2, name: str = "cu-inline") -> None:
         self.size = size
+        self.name = name
         self.restarts = 0
+        self.fail_next = False
+        self.closed = False
+
+    def shutdown(self) -> None:
+        self.closed = True
 
     def execute(
         self,
@@ -28,6 +36,9 @@ class InlineComputeUnit:
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
     ) -> dict[int, TxOutcome]:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError(f"{self.name} is gone")
         outcomes: dict[int, TxOutcome] = {}
         for group in groups:
             txs = [(i, env.decode(raw_txs[i])) for i in group]
