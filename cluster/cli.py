@@ -132,6 +132,31 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all_match else 1
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Start (or join) Ray, the coordinator actor, and the HTTP API on ``--port``."""
+    import ray
+    import uvicorn
+
+    from coordinator.coordinator import ACTOR_NAME, CoordinatorActor, RayBackend
+    from coordinator.producer import CoordinatorSettings
+    from ebs.api import create_app
+
+    start_ray(num_cpus=args.cpus, address=args.address)
+    settings = CoordinatorSettings(
+        block_interval=args.interval,
+        pbs_gas_limit=args.pbs_gas_limit,
+        basic_cus=args.basic_cus,
+        cu_cores=args.cu_cores,
+    )
+    actor = CoordinatorActor.options(name=ACTOR_NAME, get_if_exists=True).remote(
+        settings, args.accounts, args.seed, args.data_dir or None, args.hints or None
+    )
+    ray.get(actor.start.remote())
+    print(f"evmpp: API on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    uvicorn.run(create_app(RayBackend(actor)), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def hints_path(args: argparse.Namespace) -> Path | None:
     """Where the hint table persists: ``--hints``, else beside the chain's data."""
     if args.hints:
@@ -185,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the hint table's size cap; the least useful entries are evicted past it",
     )
     p.set_defaults(func=run)
+    p = commands.add_parser("serve", help="run the elastic cluster and its HTTP API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--address", default=None, help="join this Ray cluster instead")
+    p.add_argument("--cpus", type=int, default=16, help="logical CPUs of an embedded Ray")
+    p.add_argument("--interval", type=float, default=1.0, help="block interval in seconds")
+    p.add_argument("--pbs-gas-limit", type=int, default=30_000_000)
+    p.add_argument("--basic-cus", type=int, default=1)
+    p.add_argument("--cu-cores", type=int, default=2)
+    p.add_argument("--accounts", type=int, default=2000, help="funded genesis accounts")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--data-dir", default="", help="keep the chain's storage here")
+    p.add_argument("--hints", default="", help="keep the hint table here")
+    p.set_defaults(func=serve)
     p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
     p.add_argument("folders", nargs="+", help="block folders, or directories holding them")
     p.add_argument(

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -43,23 +43,39 @@ class ExecutionWorker:
         return os.getpid()
 
 
-class ComputeUnit:
-    """A fixed-size pool of worker actors pinned to one placement group."""
+class CuUnavailable(RuntimeError):
+    """The cluster has no room for another Compute Unit's placement group (yet)."""
 
-    def __init__(self, workers: int, name: str = "cu-0") -> None:
+
+class ComputeUnit:
+    """A fixed-size pool of worker actors pinned to one placement group named ``name``;
+    its actors are named ``<name>/w<slot>`` (the Ray dashboard's Actors view shows them).
+
+    ``ready_timeout``: how long to wait for the cluster to place it; past it the placement
+    group is removed and ``CuUnavailable`` raised (None: wait as long as it takes).
+    """
+
+    def __init__(self, workers: int, name: str = "cu-0", ready_timeout: float | None = None):
         if workers < 1:
             raise ValueError(f"a Compute Unit needs at least one worker, got {workers}")
         self.name = name
         self.size = workers
         self.restarts = 0
         self._pg = placement_group([{"CPU": 1}] * workers, strategy="PACK", name=name)
-        ray.get(self._pg.ready())
+        try:
+            ray.get(self._pg.ready(), timeout=ready_timeout)
+        except GetTimeoutError as err:
+            remove_placement_group(self._pg)
+            raise CuUnavailable(f"{name}: no room for {workers} CPUs") from err
         self.workers = [self._spawn(slot) for slot in range(workers)]
         ray.get([worker.pid.remote() for worker in self.workers])
 
     def _spawn(self, slot: int) -> ray.actor.ActorHandle:
         strategy = PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=slot)
-        return ExecutionWorker.options(scheduling_strategy=strategy).remote()
+        suffix = f".{self.restarts}" if self.restarts else ""
+        return ExecutionWorker.options(
+            scheduling_strategy=strategy, name=f"{self.name}/w{slot}{suffix}"
+        ).remote()
 
     def execute(
         self,

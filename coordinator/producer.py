@@ -43,7 +43,14 @@ from coordinator.pipeline import ChainRunner
 from coordinator.planner import HintPlanner
 from coordinator.spaces import SpacesExecutor
 from ebs.space import Bid, ElasticSpace, auction
-from ebs.subscription import Cancel, Subscribe, SubscriptionError, is_registry_call, parse
+from ebs.subscription import (
+    Cancel,
+    Subscribe,
+    SubscriptionError,
+    is_registry_call,
+    parse,
+    subscription_id,
+)
 from storage.keys import StateKey, acct_key
 
 PBS = "pbs"
@@ -144,6 +151,7 @@ class BlockProducer:
         self.events: list[Event] = []
         self.headers: list[BlockHeaderRecord] = []
         self.subscriptions: dict[str, SubscriptionRecord] = {}
+        self.requested: dict[str, Subscribe] = {}  # submitted, not in a block yet
         self.mempool = Mempool(BASE_FEE)
         self._cu_names = iter(f"cu-{n}" for n in range(10**6))
         basic = [self._new_cu() for _ in range(settings.basic_cus)]
@@ -163,8 +171,8 @@ class BlockProducer:
         """Accept a raw signed transaction into the mempool; its hash. ``SubmitError`` says
         why not (bad encoding or signature, a refused subscription...)."""
         env = block_env(self.number + 1, gas_limit=self._block_gas_cap())
+        tx = self.decode(raw)
         try:
-            tx = decode_candidate(env, raw)
             sender = check_static(env, tx)
         except ValidationError as err:
             raise SubmitError(str(err)) from err
@@ -177,12 +185,23 @@ class BlockProducer:
                 raise SubmitError(str(err), 409) from err
         return "0x" + tx.hash.hex()
 
-    def _check_request(self, tx: SignedTransactionAPI) -> None:
+    def decode(self, raw: bytes) -> SignedTransactionAPI:
+        """A raw transaction decoded as the next block's fork encodes it."""
         try:
-            request = parse(tx, self.chain.snapshot)
+            return decode_candidate(block_env(self.number + 1, 0), raw)
+        except ValidationError as err:
+            raise SubmitError(str(err)) from err
+
+    def parse_request(self, tx: SignedTransactionAPI) -> Subscribe | Cancel:
+        """A registry transaction's request, checked against the current state."""
+        try:
+            return parse(tx, self.chain.snapshot)
         except SubscriptionError as err:
             status = 403 if "not the deployer" in str(err) else 400
             raise SubmitError(str(err), status) from err
+
+    def _check_request(self, tx: SignedTransactionAPI) -> None:
+        request = self.parse_request(tx)
         if isinstance(request, Cancel):
             record = self.subscriptions.get(request.id)
             if record is None or record.status == "cancelled":
@@ -190,9 +209,11 @@ class BlockProducer:
             if record.subscriber != request.subscriber:
                 raise SubmitError("only the subscriber may cancel its subscription", 403)
             return
-        for record in self.subscriptions.values():
-            if record.status != "cancelled" and set(record.contracts) & set(request.contracts):
+        for record in [*self.subscriptions.values(), *self.requested.values()]:
+            live = getattr(record, "status", "pending") != "cancelled"
+            if live and set(record.contracts) & set(request.contracts):
                 raise SubmitError(f"contracts already subscribed (subscription {record.id})", 409)
+        self.requested[request.id] = request
 
     def _block_gas_cap(self) -> int:
         spaces = [s.space.gas_limit for s in self._active() if s.space]
@@ -218,7 +239,15 @@ class BlockProducer:
             for name, space_txs in spaces.items()
         }
         state_before = self.chain.snapshot
+        restarts = self.executor.restarts
         report, parallel, _ = self.chain.import_block(env, accepted)
+        if self.executor.restarts > restarts:
+            self._event(
+                number,
+                "failure",
+                f"{self.executor.restarts - restarts} worker(s) died mid-block; each was "
+                "replaced in its CU and its groups re-ran there",
+            )
         outcomes = parallel.block.outcomes
         gas = {
             name: sum(outcomes[i].gas_used for i in indices)
@@ -293,6 +322,7 @@ class BlockProducer:
             try:
                 request = parse(tx, state)
             except SubscriptionError as err:
+                self.requested.pop(subscription_id(tx.hash), None)
                 self._event(number, "subscription", f"refused 0x{tx.hash.hex()}: {err}")
                 continue
             if isinstance(request, Subscribe):
@@ -302,6 +332,7 @@ class BlockProducer:
         self._seat_waiting(number)
 
     def _subscribe(self, number: int, request: Subscribe) -> None:
+        self.requested.pop(request.id, None)
         if request.id in self.subscriptions:
             return
         record = SubscriptionRecord(
@@ -441,6 +472,22 @@ class BlockProducer:
 
     def _failure(self, message: str) -> None:
         self._event(self.number + 1, "failure", message)
+
+    def subscription_view(self, subscription: str) -> dict[str, Any] | None:
+        with self.lock:
+            record = self.subscriptions.get(subscription)
+            if record is not None:
+                return record.view()
+            request = self.requested.get(subscription)
+            if request is None:
+                return None
+            return {
+                "id": request.id,
+                "subscriber": "0x" + request.subscriber.hex(),
+                "contracts": ["0x" + c.hex() for c in request.contracts],
+                "stake": str(request.stake),
+                "status": "pending",
+            }
 
     def cluster(self) -> dict[str, Any]:
         with self.lock:
