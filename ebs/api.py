@@ -18,10 +18,9 @@ from typing import Any, Protocol
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from coordinator.producer import BlockProducer, SubmitError
+from coordinator.producer import BlockHeaderRecord, BlockProducer, SubmitError
 from ebs.models import (
     Accepted,
-    BlockView,
     ClusterView,
     ErrorView,
     EventView,
@@ -152,12 +151,12 @@ def create_app(backend: Backend, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     def get_cluster() -> ClusterView:
         return ClusterView(**backend.cluster())
 
-    @app.get("/v1/blocks/latest", response_model=BlockView)
-    def latest_block() -> BlockView:
+    @app.get("/v1/blocks/latest", response_model=BlockHeaderRecord)
+    def latest_block() -> BlockHeaderRecord:
         return _block(backend.block(None), "no block yet")
 
-    @app.get("/v1/blocks/{number}", response_model=BlockView)
-    def get_block(number: int) -> BlockView:
+    @app.get("/v1/blocks/{number}", response_model=BlockHeaderRecord)
+    def get_block(number: int) -> BlockHeaderRecord:
         return _block(backend.block(number), f"no block {number}")
 
     @app.get("/v1/events", response_model=list[EventView])
@@ -167,7 +166,7 @@ def create_app(backend: Backend, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     return app
 
 
-def _block(view: dict[str, Any] | None, missing: str) -> BlockView:
+def _block(view: dict[str, Any] | None, missing: str) -> BlockHeaderRecord:
     if view is None:
         raise HTTPException(404, missing)
-    return BlockView(**view)
+    return BlockHeaderRecord(**view)

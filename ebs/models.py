@@ -54,20 +54,6 @@ class SubscriptionAccepted(BaseModel):
     status: str
 
 
-class BlockView(BaseModel):
-    number: int
-    hash: str
-    parent_hash: str
-    state_root: str
-    txs: dict[str, int]
-    gas_used: dict[str, int]
-    gas_limit: dict[str, int]
-    exec_ms: dict[str, float]
-    reexecutions: int
-    verified: bool
-    rejected: int
-
-
 class EventView(BaseModel):
     block: int
     kind: str
