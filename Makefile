@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run replay test bench lint clean
+.PHONY: install run compare replay test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/evmpp elastic $(ARGS)
+
+compare: $(STAMP)
 	RAY_USAGE_STATS_ENABLED=0 $(BIN)/evmpp run $(ARGS)
 
 replay: $(STAMP)

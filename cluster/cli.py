@@ -157,6 +157,26 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def elastic(args: argparse.Namespace) -> int:
+    """The elastic cluster's story (``cluster/story.py``): ``make run``."""
+    from cluster.autoscaler import ScalingPolicy
+    from cluster.story import run_story
+    from coordinator.producer import CoordinatorSettings
+
+    start_ray(num_cpus=args.cpus, address=args.address)
+    settings = CoordinatorSettings(
+        block_interval=args.interval,
+        cu_cores=args.cu_cores,
+        policy=ScalingPolicy(max_cus=args.max_cus),
+    )
+    result = run_story(settings, args.accounts, args.seed)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.__dict__, indent=2))
+    return 0 if all(block["verified"] for block in result.blocks) else 1
+
+
 def hints_path(args: argparse.Namespace) -> Path | None:
     """Where the hint table persists: ``--hints``, else beside the chain's data."""
     if args.hints:
@@ -210,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the hint table's size cap; the least useful entries are evicted past it",
     )
     p.set_defaults(func=run)
+    p = commands.add_parser(
+        "elastic", help="the elastic cluster's story: ramp, subscription, scaling (make run)"
+    )
+    p.add_argument("--interval", type=float, default=0.1, help="block interval in seconds")
+    p.add_argument("--cu-cores", type=int, default=2, help="workers per Compute Unit")
+    p.add_argument("--max-cus", type=int, default=4, help="most CUs the basic pool may have")
+    p.add_argument("--cpus", type=int, default=16, help="logical CPUs of the embedded Ray")
+    p.add_argument("--accounts", type=int, default=500, help="funded genesis accounts")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--address", default=None, help="join this Ray cluster instead")
+    p.add_argument("--json", default="", help="write blocks, events and subscription here")
+    p.set_defaults(func=elastic)
     p = commands.add_parser("serve", help="run the elastic cluster and its HTTP API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

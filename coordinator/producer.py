@@ -118,6 +118,9 @@ class BlockHeaderRecord:
     reexecutions: int
     verified: bool  # equal to sequential py-evm (receipts, gas, root)
     rejected: int
+    cus: dict[str, int]  # Compute Units per pool while the block ran
+    parallelism: dict[str, float]  # each EBS's P for the block (by its CU)
+    produced_at: float  # wall-clock seconds
 
 
 class SubmitError(ValueError):
@@ -308,6 +311,9 @@ class BlockProducer:
             reexecutions=report.reexecutions,
             verified=report.matches if self.settings.verify else False,
             rejected=rejected,
+            cus={name: len(pool.cus) for name, pool in self.pools.items()},
+            parallelism={s.cu: round(s.space.parallelism, 4) for s in self._active()},
+            produced_at=time.time(),
         )
         self.parent = digest
         return header
@@ -509,12 +515,3 @@ class BlockProducer:
         self.executor.close()
         self.chain.close()
         self.table.close()
-
-
-def run_for(producer: BlockProducer, blocks: int, before: Callable[[int], None]) -> None:
-    """Produce ``blocks`` blocks one interval apart; ``before(n)`` feeds the mempool."""
-    for number in range(producer.number + 1, producer.number + blocks + 1):
-        started = time.monotonic()
-        before(number)
-        producer.produce()
-        time.sleep(max(0.0, producer.settings.block_interval - (time.monotonic() - started)))

@@ -53,6 +53,18 @@ class LocalBackend:
     def submit(self, raw: bytes) -> str:
         return self.producer.submit(raw)
 
+    def submit_many(self, raws: list[bytes]) -> tuple[int, list[str]]:
+        """Many transactions at once (load generators): how many were taken, and why the
+        others were not."""
+        taken, errors = 0, []
+        for raw in raws:
+            try:
+                self.producer.submit(raw)
+                taken += 1
+            except SubmitError as err:
+                errors.append(str(err))
+        return taken, errors
+
     def _request(self, raw: bytes) -> Any:
         tx = self.producer.decode(raw)
         return tx, self.producer.parse_request(tx)
