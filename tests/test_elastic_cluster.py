@@ -15,6 +15,7 @@ from support import generator, small_genesis
 
 from bench.workload.genesis import ETHER, sign
 from cluster.autoscaler import ScalingPolicy
+from cluster.story import Phase, run_story
 from coordinator.coordinator import CoordinatorActor, RayBackend
 from coordinator.producer import CoordinatorSettings
 from ebs.api import create_app
@@ -131,3 +132,15 @@ def test_subscribe_scale_up_and_down_survive_a_dead_worker(api):
     assert dapp_cu in cluster["pools"] and cluster["pools"]["pbs"]["cus"]
     final = client.get(f"/v1/ebs/subscriptions/{sub_id}").json()
     assert final["gas_limit"] > 0 and final["parallelism"] >= 1.0
+
+
+def test_the_story_subscribes_mid_run_and_every_block_verifies(ray_cluster, capsys):
+    settings = CoordinatorSettings(
+        block_interval=0.1, cu_cores=1, policy=ScalingPolicy(window=2, max_cus=2)
+    )
+    result = run_story(settings, 80, 4, ramp=(Phase(3, 20), Phase(3, 5)), subscribe_after=1)
+    assert result.blocks and all(b["verified"] for b in result.blocks)
+    assert result.subscription["status"] == "active"
+    assert any(b["txs"].get(result.subscription["cu"], 0) for b in result.blocks)
+    printed = capsys.readouterr().out
+    assert "every block equals sequential py-evm: yes" in printed
