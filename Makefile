@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.predictive
 	$(BIN)/python -m bench.mainnet
 	$(BIN)/python -m bench.storage_bench
+	$(BIN)/python -m bench.elastic
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,10 +1,11 @@
 """The Ray Compute Unit: real worker actors, and workers that die mid-block."""
 
+import pytest
 import ray
 from support import assert_identical, env_for, generator, small_genesis
 
 from compute_unit.executor import CrashPlan
-from compute_unit.worker import ComputeUnit
+from compute_unit.worker import ComputeUnit, CuUnavailable
 from coordinator.pipeline import ChainRunner, ParallelExecutor
 
 
@@ -35,3 +36,12 @@ def test_compute_unit_blocks_match_and_survive_dead_workers(ray_cluster):
         assert len(set(ray.get([w.pid.remote() for w in cu.workers]))) == 2
     finally:
         cu.shutdown()
+
+
+def test_a_compute_unit_the_cluster_cannot_place_is_refused_cleanly(ray_cluster):
+    with pytest.raises(CuUnavailable, match="no room"):
+        ComputeUnit(64, name="cu-too-big", ready_timeout=1.0)
+    assert not any(
+        pg["name"] == "cu-too-big" and pg["state"] != "REMOVED"
+        for pg in ray.util.placement_group_table().values()
+    )

@@ -136,3 +136,15 @@ def test_a_cu_failing_mid_block_has_its_work_rerun_elsewhere():
     assert header.verified
     assert any(e.kind == "failure" and "cu-0 failed mid-block" in e.message for e in p.events)
     p.close()
+
+
+def test_scarce_ebs_capacity_goes_to_the_highest_stake():
+    g = small_genesis()
+    p = producer(Cluster(), ebs_slots=1)
+    nonce = g.nonces[g.deployer.address]
+    feed(p, [subscription_tx(g, g.deployer, nonce, [(g.nft, 3)], ETHER)])
+    feed(p, [subscription_tx(g, g.deployer, nonce + 1, [(g.token_a, 0)], 3 * ETHER)])
+    p.produce()
+    status = {r.contracts[0]: r.status for r in p.subscriptions.values()}
+    assert status == {g.token_a: "active", g.nft: "waiting"}
+    p.close()
