@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -132,6 +133,23 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all_match else 1
 
 
+def settings_from_file(path: Path) -> tuple[Any, int]:
+    """Coordinator settings and genesis accounts from a YAML file (the Helm chart's
+    ConfigMap): the ``CoordinatorSettings`` fields, ``policy`` the ``ScalingPolicy`` ones."""
+    import yaml
+
+    from cluster.autoscaler import ScalingPolicy
+    from coordinator.producer import CoordinatorSettings
+
+    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        accounts = int(data.pop("accounts", 2000))
+        policy = ScalingPolicy(**data.pop("policy", {}))
+        return CoordinatorSettings(**data, policy=policy), accounts
+    except TypeError as err:
+        raise SystemExit(f"error: {path}: {err}") from err
+
+
 def serve(args: argparse.Namespace) -> int:
     """Start (or join) Ray, the coordinator actor, and the HTTP API on ``--port``."""
     import ray
@@ -142,14 +160,19 @@ def serve(args: argparse.Namespace) -> int:
     from ebs.api import create_app
 
     start_ray(num_cpus=args.cpus, address=args.address)
-    settings = CoordinatorSettings(
-        block_interval=args.interval,
-        pbs_gas_limit=args.pbs_gas_limit,
-        basic_cus=args.basic_cus,
-        cu_cores=args.cu_cores,
-    )
+    if args.config:
+        settings, accounts = settings_from_file(Path(args.config))
+    else:
+        accounts = args.accounts
+        settings = CoordinatorSettings(
+            block_interval=args.interval,
+            pbs_gas_limit=args.pbs_gas_limit,
+            basic_cus=args.basic_cus,
+            cu_cores=args.cu_cores,
+            seed=args.seed,
+        )
     actor = CoordinatorActor.options(name=ACTOR_NAME, get_if_exists=True).remote(
-        settings, args.accounts, args.seed, args.data_dir or None, args.hints or None
+        settings, accounts, settings.seed, args.data_dir or None, args.hints or None
     )
     ray.get(actor.start.remote())
     print(f"evmpp: API on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
@@ -160,16 +183,17 @@ def serve(args: argparse.Namespace) -> int:
 def elastic(args: argparse.Namespace) -> int:
     """The elastic cluster's story (``cluster/story.py``): ``make run``."""
     from cluster.autoscaler import ScalingPolicy
-    from cluster.story import run_story
+    from cluster.story import RAMP, Phase, run_story
     from coordinator.producer import CoordinatorSettings
 
-    start_ray(num_cpus=args.cpus, address=args.address)
+    start_ray(num_cpus=args.cpus, address=args.address, dashboard=args.dashboard)
     settings = CoordinatorSettings(
         block_interval=args.interval,
         cu_cores=args.cu_cores,
         policy=ScalingPolicy(max_cus=args.max_cus),
     )
-    result = run_story(settings, args.accounts, args.seed)
+    ramp = [Phase(p.intervals * args.stretch, p.txs) for p in RAMP]
+    result = run_story(settings, args.accounts, args.seed, ramp)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--address", default=None, help="join this Ray cluster instead")
     p.add_argument("--json", default="", help="write blocks, events and subscription here")
+    p.add_argument(
+        "--dashboard", action="store_true", help="start Ray's dashboard (localhost:8265)"
+    )
+    p.add_argument("--stretch", type=int, default=1, help="make each ramp phase N times longer")
     p.set_defaults(func=elastic)
     p = commands.add_parser("serve", help="run the elastic cluster and its HTTP API")
     p.add_argument("--host", default="127.0.0.1")
@@ -255,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data-dir", default="", help="keep the chain's storage here")
     p.add_argument("--hints", default="", help="keep the hint table here")
+    p.add_argument("--config", default="", help="settings file (YAML); overrides the above")
     p.set_defaults(func=serve)
     p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
     p.add_argument("folders", nargs="+", help="block folders, or directories holding them")

@@ -1,0 +1,13 @@
+# evmpp on Ray's image: the Ray version must equal the chart's rayVersion.
+FROM rayproject/ray:2.60.0-py311
+WORKDIR /opt/evmpp
+COPY --chown=ray:users pyproject.toml README.md ./
+COPY --chown=ray:users bench ./bench
+COPY --chown=ray:users cluster ./cluster
+COPY --chown=ray:users compute_unit ./compute_unit
+COPY --chown=ray:users coordinator ./coordinator
+COPY --chown=ray:users ebs ./ebs
+COPY --chown=ray:users storage ./storage
+RUN pip install --no-cache-dir . \
+    && python -c "from bench.workload.contracts import compiled; [compiled(n) for n in ('token', 'pair', 'nft')]"
+EXPOSE 8000 8265
