@@ -107,7 +107,6 @@ class PreloadJob:
     def __init__(
         self, pool: ThreadPoolExecutor, store: Any, static: set[StateKey], dynamic: set[StateKey]
     ) -> None:
-        self.keys = static | dynamic
         self._future: Future[PreloadedState] = pool.submit(self._run, store, static, dynamic)
 
     @staticmethod

@@ -149,6 +149,7 @@ class BlockReport:
     precision: float | None = None  # of the hint predictions (None: no hints)
     recall: float | None = None
     preloaded: int = 0  # keys in the preloaded table
+    preload_ms: float = 0.0  # reading them (a prefetch overlapped the block before)
     preload_hit_rate: float | None = None  # share of keys read that were preloaded
 
     @property
@@ -268,8 +269,10 @@ class ChainRunner:
         remote: StateReader = self.remote
         local: StateReader | None = None
         preloaded: set[StateKey] | None = None
+        preload_ms = 0.0
         if self.preloader is not None and plan is not None and plan.predictions is not None:
             state = self._preload(plan.predictions)
+            preload_ms = state.static_ms + state.dynamic_ms
             table = state.table()
             remote = PreloadedReader(table, self.remote)
             local = PreloadedReader(table, self.snapshot)
@@ -313,6 +316,7 @@ class ChainRunner:
             precision=None if score is None else round(score.precision, 4),
             recall=None if score is None else round(score.recall, 4),
             preloaded=len(preloaded or ()),
+            preload_ms=round(preload_ms, 2),
             preload_hit_rate=None
             if preloaded is None
             else round(hit_rate(preloaded, [o.access.reads for o in block.outcomes]), 4),
