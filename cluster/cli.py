@@ -152,6 +152,15 @@ def settings_from_file(path: Path) -> tuple[Any, int]:
 
 def serve(args: argparse.Namespace) -> int:
     """Start (or join) Ray, the coordinator actor, and the HTTP API on ``--port``."""
+    server, _ = api_server(args)
+    print(f"evmpp: API on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    server.run()
+    return 0
+
+
+def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The uvicorn server of ``evmpp serve`` (not started) and the coordinator actor, which
+    is producing blocks already."""
     import ray
     import uvicorn
 
@@ -175,9 +184,9 @@ def serve(args: argparse.Namespace) -> int:
         settings, accounts, settings.seed, args.data_dir or None, args.hints or None
     )
     ray.get(actor.start.remote())
-    print(f"evmpp: API on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
-    uvicorn.run(create_app(RayBackend(actor)), host=args.host, port=args.port, log_level="warning")
-    return 0
+    app = create_app(RayBackend(actor))
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    return uvicorn.Server(config), actor
 
 
 def elastic(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from support import generator, small_genesis
 
 from bench.workload.genesis import ETHER, sign
 from cluster.autoscaler import ScalingPolicy
+from cluster.cli import api_server, build_parser
 from cluster.story import Phase, run_story
 from coordinator.coordinator import CoordinatorActor, RayBackend
 from coordinator.producer import CoordinatorSettings
@@ -144,3 +145,45 @@ def test_the_story_subscribes_mid_run_and_every_block_verifies(ray_cluster, caps
     assert any(b["txs"].get(result.subscription["cu"], 0) for b in result.blocks)
     printed = capsys.readouterr().out
     assert "every block equals sequential py-evm: yes" in printed
+
+
+def test_serve_reads_the_charts_settings_and_answers(ray_cluster, tmp_path):
+    config = tmp_path / "evmpp.yaml"
+    config.write_text(
+        "block_interval: 0.2\npbs_gas_limit: 20000000\nbasic_cus: 1\ncu_cores: 1\n"
+        "ebs_slots: 1\nvalidators: 3\nseed: 3\naccounts: 120\n"
+        "policy: {up: 1.5, down: 0.2, target: 0.75, window: 2, max_cus: 2}\n"
+    )
+    port = free_port()
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+            "--data-dir",
+            str(tmp_path / "chain"),
+            "--hints",
+            str(tmp_path / "hints"),
+        ]
+    )
+    server, actor = api_server(args)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 30, "evmpp serve")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+            latest = wait_for(
+                lambda: (r := client.get("/v1/blocks/latest")).status_code == 200 and r.json(),
+                what="a block",
+            )
+            assert latest["gas_limit"]["pbs"] == 20_000_000
+            assert client.get("/docs").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join()
+        ray.get(actor.shutdown.remote())
+        ray.kill(actor)
+    assert (tmp_path / "chain" / "ss").is_dir() and (tmp_path / "hints").is_dir()
