@@ -28,8 +28,9 @@ GO_PACKAGES := golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v
 helm-tools:
 	@command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] \
 	  && [ -d /usr/share/gocode/src/gopkg.in/yaml.v3 ] \
-	  || apt-get install -y -q $(GO_PACKAGES) >/dev/null 2>&1 \
-	  || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(GO_PACKAGES) >/dev/null 2>&1) \
+	  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GO_PACKAGES) >/dev/null 2>&1 \
+	  || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -q $(GO_PACKAGES) >/dev/null 2>&1) \
 	  || echo "helm-tools: cannot install $(GO_PACKAGES); the chart tests will be skipped"
 
 test: $(STAMP) helm-tools
