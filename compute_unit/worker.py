@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
@@ -47,21 +47,40 @@ class CuUnavailable(RuntimeError):
     """The cluster has no room for another Compute Unit's placement group (yet)."""
 
 
+def request_placement(name: str, workers: int) -> PlacementGroup:
+    """Ask the cluster for a Compute Unit's CPUs: one bundle of one CPU per worker, packed.
+    While it waits, Ray's autoscaler sees the demand and may add a node for it."""
+    return placement_group([{"CPU": 1}] * workers, strategy="PACK", name=name)
+
+
+def placed(placement: PlacementGroup, timeout: float) -> bool:
+    """Whether the cluster has placed the group, waiting at most ``timeout`` seconds."""
+    ready, _ = ray.wait([placement.ready()], timeout=timeout)
+    return bool(ready)
+
+
 class ComputeUnit:
     """A fixed-size pool of worker actors pinned to one placement group named ``name``;
     its actors are named ``<name>/w<slot>`` (the Ray dashboard's Actors view shows them).
 
     ``ready_timeout``: how long to wait for the cluster to place it; past it the placement
     group is removed and ``CuUnavailable`` raised (None: wait as long as it takes).
+    ``placement``: a placement group already requested (``request_placement``) to use.
     """
 
-    def __init__(self, workers: int, name: str = "cu-0", ready_timeout: float | None = None):
+    def __init__(
+        self,
+        workers: int,
+        name: str = "cu-0",
+        ready_timeout: float | None = None,
+        placement: PlacementGroup | None = None,
+    ) -> None:
         if workers < 1:
             raise ValueError(f"a Compute Unit needs at least one worker, got {workers}")
         self.name = name
         self.size = workers
         self.restarts = 0
-        self._pg = placement_group([{"CPU": 1}] * workers, strategy="PACK", name=name)
+        self._pg = placement or request_placement(name, workers)
         try:
             ray.get(self._pg.ready(), timeout=ready_timeout)
         except GetTimeoutError as err:

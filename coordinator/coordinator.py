@@ -14,23 +14,47 @@ import time
 from typing import Any
 
 import ray
+from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 from bench.workload.genesis import build_genesis
 from cluster.metrics import ClusterMetrics
-from compute_unit.worker import ComputeUnit, CuUnavailable
+from compute_unit.worker import ComputeUnit, placed, request_placement
 from coordinator.producer import BlockProducer, CoordinatorSettings, SubmitError
 from ebs.api import LocalBackend
 
 ACTOR_NAME = "evmpp-coordinator"
-PLACEMENT_TIMEOUT_S = 10.0
 
 
-def make_ray_cu(name: str, cores: int) -> ComputeUnit | None:
-    """A Compute Unit on the Ray cluster, or None when it cannot be placed now."""
-    try:
-        return ComputeUnit(cores, name=name, ready_timeout=PLACEMENT_TIMEOUT_S)
-    except CuUnavailable:
+class RayCuFactory:
+    """Compute Units on the Ray cluster, placed without stalling block production.
+
+    A CU whose placement group is not placed within ``wait_s`` stays requested (so Ray's
+    autoscaler sees the demand and can add a node) and the factory answers None; a later
+    call hands out that group's CU once the cluster has placed it. At most ``max_waiting``
+    groups wait at a time.
+    """
+
+    def __init__(self, wait_s: float = 1.0, max_waiting: int = 4) -> None:
+        self.wait_s, self.max_waiting = wait_s, max_waiting
+        self.waiting: dict[str, tuple[PlacementGroup, int]] = {}
+
+    def __call__(self, name: str, cores: int) -> ComputeUnit | None:
+        for waiting_name, (group, size) in list(self.waiting.items()):
+            if size == cores and placed(group, 0.0):
+                del self.waiting[waiting_name]
+                return ComputeUnit(cores, waiting_name, placement=group)
+        if len(self.waiting) >= self.max_waiting:
+            return None
+        group = request_placement(name, cores)
+        if placed(group, self.wait_s):
+            return ComputeUnit(cores, name, placement=group)
+        self.waiting[name] = (group, cores)
         return None
+
+    def close(self) -> None:
+        for group, _ in self.waiting.values():
+            remove_placement_group(group)
+        self.waiting.clear()
 
 
 @ray.remote(num_cpus=0, max_concurrency=16)
@@ -45,10 +69,11 @@ class CoordinatorActor:
     ) -> None:
         genesis = build_genesis(accounts, seed=seed)
         metrics = ClusterMetrics()
+        self.cus = RayCuFactory()
         self.producer = BlockProducer(
             genesis.state.items(),
             settings,
-            make_ray_cu,
+            self.cus,
             data_dir,
             hints_dir,
             on_block=metrics.on_block,
@@ -95,6 +120,7 @@ class CoordinatorActor:
     def shutdown(self) -> None:
         self.stop()
         self.producer.close()
+        self.cus.close()
 
 
 class RayBackend:

@@ -65,6 +65,7 @@ class CoordinatorSettings:
     ebs_slots: int = 4  # dedicated CUs the cluster gives subscriptions at most
     validators: int = 4
     verify: bool = True  # check every block against sequential py-evm
+    startup_timeout: float = 600.0  # seconds to wait for the basic CUs to be placed
     seed: int = 0
     policy: ScalingPolicy = ScalingPolicy()
 
@@ -157,9 +158,7 @@ class BlockProducer:
         self.requested: dict[str, Subscribe] = {}  # submitted, not in a block yet
         self.mempool = Mempool(BASE_FEE)
         self._cu_names = iter(f"cu-{n}" for n in range(10**6))
-        basic = [self._new_cu() for _ in range(settings.basic_cus)]
-        if None in basic:
-            raise RuntimeError("the cluster cannot place the basic Compute Units")
+        basic = [self._placed_cu(settings.startup_timeout) for _ in range(settings.basic_cus)]
         self.pools: dict[str, CuPool] = {PBS: CuPool(PBS, basic, self._failure)}
         self.loads = {PBS: PoolLoad(settings.basic_cus)}
         self.pending_cus = 0  # approved but not placed yet
@@ -452,11 +451,13 @@ class BlockProducer:
 
     def _grow(self, number: int, count: int, reason: str) -> None:
         pool = self.pools[PBS]
-        self.pending_cus = 0
+        previously, self.pending_cus = self.pending_cus, 0
         for placed in range(count):
             cu = self._new_cu()
             if cu is None:
                 self.pending_cus = count - placed
+                if self.pending_cus == previously:
+                    return  # still waiting, already said
                 self._event(
                     number,
                     "pending",
@@ -471,6 +472,16 @@ class BlockProducer:
 
     def _new_cu(self) -> Any:
         return self.make_cu(next(self._cu_names), self.settings.cu_cores)
+
+    def _placed_cu(self, timeout: float) -> Any:
+        """A CU, waiting up to ``timeout`` seconds for the cluster to place one (a new
+        cluster's worker nodes may still be starting)."""
+        deadline = time.monotonic() + timeout
+        while (cu := self._new_cu()) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster placed no basic Compute Unit in {timeout} s")
+            time.sleep(1.0)
+        return cu
 
     # -- reporting --------------------------------------------------------------------------
     def _event(self, number: int, kind: str, message: str, data: dict | None = None) -> None:

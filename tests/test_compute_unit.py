@@ -6,6 +6,7 @@ from support import assert_identical, env_for, generator, small_genesis
 
 from compute_unit.executor import CrashPlan
 from compute_unit.worker import ComputeUnit, CuUnavailable
+from coordinator.coordinator import RayCuFactory
 from coordinator.pipeline import ChainRunner, ParallelExecutor
 
 
@@ -45,3 +46,18 @@ def test_a_compute_unit_the_cluster_cannot_place_is_refused_cleanly(ray_cluster)
         pg["name"] == "cu-too-big" and pg["state"] != "REMOVED"
         for pg in ray.util.placement_group_table().values()
     )
+
+
+def test_a_cu_that_does_not_fit_stays_requested_without_stalling(ray_cluster):
+    factory = RayCuFactory(wait_s=0.5, max_waiting=1)
+    try:
+        assert factory("cu-huge", 64) is None  # waits for a node the autoscaler could add
+        assert list(factory.waiting) == ["cu-huge"]
+        assert factory("cu-huge-2", 64) is None  # no second request piles up
+        assert list(factory.waiting) == ["cu-huge"]
+        states = {pg["name"]: pg["state"] for pg in ray.util.placement_group_table().values()}
+        assert states["cu-huge"] == "PENDING" and "cu-huge-2" not in states
+    finally:
+        factory.close()
+    states = {pg["name"]: pg["state"] for pg in ray.util.placement_group_table().values()}
+    assert states["cu-huge"] == "REMOVED"

@@ -139,7 +139,7 @@ def test_the_story_subscribes_mid_run_and_every_block_verifies(ray_cluster, caps
     settings = CoordinatorSettings(
         block_interval=0.1, cu_cores=1, policy=ScalingPolicy(window=2, max_cus=2)
     )
-    result = run_story(settings, 80, 4, ramp=(Phase(3, 20), Phase(3, 5)), subscribe_after=1)
+    result = run_story(settings, 80, 4, ramp=(Phase(8, 20), Phase(4, 5)), subscribe_after=1)
     assert result.blocks and all(b["verified"] for b in result.blocks)
     assert result.subscription["status"] == "active"
     assert any(b["txs"].get(result.subscription["cu"], 0) for b in result.blocks)
