@@ -369,6 +369,8 @@ class _PageWriter:
         self, depth: int, children: list[tuple[bytes, Node]], old_refs: list[PageRef]
     ) -> list[PageRef]:
         """Pages at ``depth`` for the subtrees below one parent entry, reusing clean ones."""
+        if not children and not old_refs:
+            return []  # a leaf entry (most of them): nothing below
         by_seq: dict[int | None, list[tuple[bytes, Node]]] = {}
         known = {ref.seq for ref in old_refs}
         starts = [ref.start for ref in old_refs]
