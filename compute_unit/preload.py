@@ -141,6 +141,7 @@ class PreloadedReader:
         self.table = table
         self.fallback = fallback
         self._index: dict[bytes, int] | None = None
+        self._values: Any = None
         self.hits = 0
         self.misses = 0
 
@@ -154,15 +155,16 @@ class PreloadedReader:
         return self.table.num_rows
 
     def get(self, key: StateKey) -> Any:
-        if self._index is None:
+        if self._index is None:  # once per worker process and block
             keys = self.table.column("key").to_pylist()
             self._index = {k: i for i, k in enumerate(keys)}
+            self._values = self.table.column("value").combine_chunks()
         row = self._index.get(encode_key(key))
         if row is None:
             self.misses += 1
             return self.fallback.get(key)
         self.hits += 1
-        return decode_value(key, self.table.column("value")[row].as_py())
+        return decode_value(key, self._values[row].as_py())
 
 
 def preload_keys(predictions: Iterable[Any]) -> tuple[set[StateKey], set[StateKey]]:

@@ -34,10 +34,15 @@ def group_by_sender(
     """Indices grouped so one sender's transactions stay together, balanced by weight."""
     if n_groups < 1:
         raise ValueError(f"n_groups must be at least 1, got {n_groups}")
+    return pack_components(sender_components(senders), n_groups, weights)
+
+
+def sender_components(senders: Sequence[bytes]) -> list[list[int]]:
+    """Block indices by sender (each in block order), senders in order of first appearance."""
     by_sender: dict[bytes, list[int]] = {}
     for index, sender in enumerate(senders):
         by_sender.setdefault(sender, []).append(index)
-    return pack_components(list(by_sender.values()), n_groups, weights)
+    return list(by_sender.values())
 
 
 class KeyAccess(Protocol):

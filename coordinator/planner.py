@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from eth.abc import SignedTransactionAPI
 
@@ -22,9 +21,9 @@ from compute_unit.state import StateReader
 from coordinator.grouping import (
     Group,
     conflict_components,
-    group_by_sender,
     largest_share,
     pack_components,
+    sender_components,
 )
 from coordinator.hints import HintTable, TxFields
 from coordinator.learner import (
@@ -51,14 +50,17 @@ class BlockPlan:
     by_space: dict[str, list[Group]] | None = None  # groups per block space (coordinator)
 
 
-class Planner(Protocol):
+class Planner:
+    """Plans a block's groups; after validation, may learn from what ran."""
+
     def plan(
         self,
         env: BlockEnv,
         txs: Sequence[SignedTransactionAPI],
         n_groups: int,
         state: StateReader | None = None,
-    ) -> BlockPlan: ...
+    ) -> BlockPlan:
+        raise NotImplementedError
 
     def learn(
         self,
@@ -66,14 +68,16 @@ class Planner(Protocol):
         txs: Sequence[SignedTransactionAPI],
         plan: BlockPlan,
         block: ValidatedBlock,
-    ) -> HintScore | None: ...
+    ) -> HintScore | None:
+        """Score and learn from the validated block (nothing, by default)."""
+        return None
 
 
 def tx_fields(tx: SignedTransactionAPI) -> TxFields:
     return TxFields(tx.sender, tx.to or None, tx.data)
 
 
-class SenderPlanner:
+class SenderPlanner(Planner):
     """The foundation's grouping: by sender, balanced by gas limit; learns nothing."""
 
     def plan(
@@ -84,24 +88,12 @@ class SenderPlanner:
         state: StateReader | None = None,
     ) -> BlockPlan:
         weights = [tx.gas for tx in txs]
-        senders = [tx.sender for tx in txs]
-        groups = group_by_sender(senders, n_groups, weights)
-        by_sender: dict[bytes, list[int]] = {}
-        for index, sender in enumerate(senders):
-            by_sender.setdefault(sender, []).append(index)
-        return BlockPlan(groups, weights, largest_share(list(by_sender.values()), weights))
-
-    def learn(
-        self,
-        env: BlockEnv,
-        txs: Sequence[SignedTransactionAPI],
-        plan: BlockPlan,
-        block: ValidatedBlock,
-    ) -> HintScore | None:
-        return None
+        components = sender_components([tx.sender for tx in txs])
+        groups = pack_components(components, n_groups, weights)
+        return BlockPlan(groups, weights, largest_share(components, weights))
 
 
-class HintPlanner:
+class HintPlanner(Planner):
     """Prediction from a hint table, conflict-graph grouping, learning after each block."""
 
     def __init__(self, table: HintTable, settings: LearnerSettings | None = None) -> None:
