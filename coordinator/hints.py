@@ -37,6 +37,7 @@ from typing import Any
 from eth_hash.auto import keccak
 from rocksdict import Options, Rdict, WriteBatch
 
+from storage import open_stores
 from storage.keys import ACCT, CODE, SLOT, StateKey
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,8 @@ class HintTable:
         self._evicted: set[bytes] = set()
         self.rebuilt: str | None = None  # why a stored table was discarded, if it was
         self._db = None if self.path is None else self._open()
+        if self._db is not None:
+            open_stores.opened(self)
 
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
@@ -319,3 +322,4 @@ class HintTable:
             self.save()
             self._db.close()
             self._db = None
+            open_stores.closed(self)

@@ -210,9 +210,16 @@ class ChainRunner:
     def close(self) -> None:
         if self.preloader is not None:
             self.preloader.close()
+        StorageView.opened.release(str(self.committer.ss.path))
         self.committer.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def __enter__(self) -> ChainRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def prefetch(self, candidates: Sequence[SignedTransactionAPI]) -> None:
         """Start preloading the next block's predicted keys now, while this block runs

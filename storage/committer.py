@@ -60,7 +60,11 @@ class Committer:
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")
         self._commits = 0
-        self.recovery = self._recover()
+        try:
+            self.recovery = self._recover()
+        except Exception:
+            self.close()  # nothing to recover with: release the stores opened for it
+            raise
 
     def close(self) -> None:
         self._io.shutdown()

@@ -33,6 +33,7 @@ from eth_hash.auto import keccak
 from rlp.codec import encode_raw
 from rocksdict import Options, WriteBatch
 
+from storage import open_stores
 from storage.keys import ACCT, SLOT, StateKey, decode_account, encode_account, int_bytes
 from storage.mpt import Node, Stub, Trie
 from storage.pages import (
@@ -80,6 +81,8 @@ class StateCommitment:
         self.levels, self.page_target, self.keep_versions = levels, page_target, keep_versions
         self.read_only = read_only
         self._db = open_rocksdb(self.path, FAMILIES, read_only=read_only, options=options)
+        self.closed = False
+        open_stores.opened(self)
         self.last_batch = (0, 0)  # operations and bytes of the last block's batch
         self._pages = self._db.get_column_family("pages")
         self._meta = self._db.get_column_family("meta")
@@ -104,11 +107,15 @@ class StateCommitment:
         self.merges = 0  # underfull sibling pages merged away, since open
 
     def close(self) -> None:
-        """Release the DB (column-family views and handles hold it open too)."""
+        """Release the DB (column-family views and handles hold it open too); once."""
+        if self.closed:
+            return
         for family in (self._pages, self._meta):
             family.close()
         self._handles.clear()
         self._db.close()
+        self.closed = True
+        open_stores.closed(self)
 
     # -- reading ----------------------------------------------------------------------------
     def last_committed(self) -> CommitMark | None:

@@ -18,6 +18,8 @@ preloader. Ray workers open the same directory read-only or as a secondary insta
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -28,6 +30,7 @@ from typing import Any
 from rlp.exceptions import DecodingError
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
+from storage import open_stores
 from storage.keys import (
     ACCT,
     CODE,
@@ -145,6 +148,8 @@ class StateStorage:
             secondary=self.secondary,
             options=options,
         )
+        self.closed = False
+        open_stores.opened(self)
         self._cf = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
         self._handles = {name: self._db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
         try:
@@ -154,12 +159,16 @@ class StateStorage:
             raise
 
     def close(self) -> None:
-        """Release the DB (every column-family view holds it open too)."""
+        """Release the DB (every column-family view holds it open too); once."""
+        if self.closed:
+            return
         for family in self._cf.values():
             family.close()
         self._cf.clear()
         self._handles.clear()
         self._db.close()
+        self.closed = True
+        open_stores.closed(self)
 
     def catch_up(self) -> None:
         """A secondary instance: see what the primary has written since."""
@@ -317,16 +326,83 @@ class StateStorage:
         self._db.flush()
 
 
+class SecondaryStores:
+    """This process's secondary instances of stores, by path, most recently used last.
+
+    Each has a scratch directory (RocksDB's secondary keeps its info log there) named after
+    the process, so directories left by processes that died without cleaning up (a killed Ray
+    worker) are swept on the next open. Every store is closed at exit: RocksDB must not be
+    torn down by interpreter finalization in arbitrary order.
+    """
+
+    PREFIX = "evmpp-ss-secondary-"
+
+    def __init__(self, keep_open: int) -> None:
+        self.keep_open = keep_open
+        self.stores: dict[str, StateStorage] = {}
+        self._swept = False
+        atexit.register(self.close_all)
+
+    def open(self, path: str) -> StateStorage:
+        store = self.stores.pop(path, None)
+        if store is None:
+            if not self._swept:
+                sweep_dead_secondaries(Path(tempfile.gettempdir()), self.PREFIX)
+                self._swept = True
+            scratch = tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}-")
+            store = StateStorage(path, secondary=scratch)
+        self.stores[path] = store
+        while len(self.stores) > self.keep_open:  # stores of earlier chains (e.g. replays)
+            close_secondary(self.stores.pop(next(iter(self.stores))))
+        return store
+
+    def release(self, path: str) -> None:
+        """Close this process's secondary of ``path``, if open (its chain is closing)."""
+        store = self.stores.pop(path, None)
+        if store is not None:
+            close_secondary(store)
+
+    def close_all(self) -> None:
+        for path in list(self.stores):
+            self.release(path)
+
+
+def close_secondary(store: StateStorage) -> None:
+    store.close()
+    assert store.secondary is not None
+    shutil.rmtree(store.secondary, ignore_errors=True)
+
+
+def sweep_dead_secondaries(directory: Path, prefix: str) -> list[Path]:
+    """Remove the scratch directories of processes that no longer exist; returns them."""
+    removed = []
+    for scratch in directory.glob(f"{prefix}*"):
+        pid = scratch.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
+            removed.append(scratch)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 class StorageView:
     """A picklable handle on the state as of block ``number``, for other processes.
 
-    In a Ray worker it opens the store as a RocksDB secondary instance (once per process),
-    catches up with the primary when it is behind ``number``, and memoizes what it reads,
-    since the state does not change while a block executes.
+    In a Ray worker it opens the store as a RocksDB secondary instance (once per process, see
+    ``SecondaryStores``), catches up with the primary when it is behind ``number``, and
+    memoizes what it reads, since the state does not change while a block executes.
     """
 
-    _opened: dict[str, StateStorage] = {}  # per process, most recently used last
-    KEEP_OPEN = 2
+    opened = SecondaryStores(keep_open=2)
 
     def __init__(self, path: str | Path, number: int) -> None:
         self.path, self.number = str(path), number
@@ -340,15 +416,7 @@ class StorageView:
         self.__init__(state["path"], state["number"])
 
     def _store(self) -> StateStorage:
-        store = self._opened.pop(self.path, None)
-        if store is None:
-            secondary = tempfile.mkdtemp(prefix="evmpp-ss-secondary-")
-            store = StateStorage(self.path, secondary=secondary)
-        self._opened[self.path] = store
-        while len(self._opened) > self.KEEP_OPEN:  # stores of earlier chains (e.g. replays)
-            evicted = self._opened.pop(next(iter(self._opened)))
-            evicted.close()
-            shutil.rmtree(evicted.secondary, ignore_errors=True)
+        store = self.opened.open(self.path)
         mark = store.last_committed()
         if mark is None or mark.number < self.number:
             store.catch_up()

@@ -18,8 +18,8 @@ def test_each_bad_transaction_is_rejected_by_name_and_the_block_still_runs():
     too_much = sign(bob, genesis.nonces[bob.address], alice.address, value=10**6 * ETHER)
     bad = [forged, gap, broke, too_much, b"\x02garbage"]
     candidates = [*good[:5], *bad, *good[5:]]
-    chain = inline_chain(genesis)
-    report, _, _ = chain.run_block(env_for(1, good), candidates)
+    with inline_chain(genesis) as chain:
+        report, _, _ = chain.run_block(env_for(1, good), candidates)
     reasons = {r.index: r.reason for r in chain.last_rejections}
     assert sorted(reasons) == [5, 6, 7, 8, 9]
     assert "signature" in reasons[5]
@@ -50,8 +50,8 @@ def test_wrong_chain_id_is_named():
     )
     other_chain = unsigned.as_signed_transaction(alice.key)
     ours = sign(alice, nonce, bob.address, value=1)
-    chain = inline_chain(genesis)
-    report, _, _ = chain.run_block(env_for(1, [ours]), [other_chain, ours])
+    with inline_chain(genesis) as chain:
+        report, _, _ = chain.run_block(env_for(1, [ours]), [other_chain, ours])
     assert [r.index for r in chain.last_rejections] == [0]
     assert "wrong chain id 1" in chain.last_rejections[0].reason
     assert report.txs == 1

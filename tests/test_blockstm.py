@@ -24,19 +24,20 @@ MIXES = {
 @pytest.mark.parametrize("skew", [0.0, 1.2])
 def test_parallel_matches_sequential(mix, skew):
     genesis = small_genesis()
-    chain, gen = inline_chain(genesis), generator(genesis, MIXES[mix], skew, seed=11)
-    for number in (1, 2):
-        txs = gen.block(60)
-        report, parallel, sequential = chain.run_block(env_for(number, txs), txs)
-        assert_identical(report)
-        assert report.txs == 60 and report.rejected == 0
+    gen = generator(genesis, MIXES[mix], skew, seed=11)
+    with inline_chain(genesis) as chain:
+        for number in (1, 2):
+            txs = gen.block(60)
+            report, _, _ = chain.run_block(env_for(number, txs), txs)
+            assert_identical(report)
+            assert report.txs == 60 and report.rejected == 0
 
 
 def test_reverts_and_creations_really_happen():
     genesis = small_genesis()
-    chain, gen = inline_chain(genesis), generator(genesis, MIXES["creates-and-reverts"], 0.5, 5)
-    txs = gen.block(60)
-    report, parallel, _ = chain.run_block(env_for(1, txs), txs)
+    txs = generator(genesis, MIXES["creates-and-reverts"], 0.5, 5).block(60)
+    with inline_chain(genesis) as chain:
+        report, parallel, _ = chain.run_block(env_for(1, txs), txs)
     assert_identical(report)
     statuses = [r.state_root for r in parallel.block.receipts]
     assert b"" in statuses and b"\x01" in statuses
@@ -45,11 +46,11 @@ def test_reverts_and_creations_really_happen():
 
 def test_nonce_chain_of_one_sender():
     genesis = small_genesis()
-    chain = inline_chain(genesis)
     wallet, other = genesis.wallets[0], genesis.wallets[1]
     first = genesis.nonces[wallet.address]
     txs = [sign(wallet, first + n, other.address, value=10**9) for n in range(12)]
-    report, _, _ = chain.run_block(env_for(1, txs), txs)
+    with inline_chain(genesis) as chain:
+        report, _, _ = chain.run_block(env_for(1, txs), txs)
     assert_identical(report)
     assert report.txs == 12 and report.reexecutions == 0
 
@@ -59,14 +60,16 @@ def test_bad_groupings_stay_identical_with_more_reexecutions(grouping):
     genesis = small_genesis()
     gen = generator(genesis, MIXES["amm-heavy"], 1.2, seed=4)
     txs = gen.block(50)
-    reference, _, _ = inline_chain(genesis).run_block(env_for(1, txs), txs)
+    with inline_chain(genesis) as chain:
+        reference, _, _ = chain.run_block(env_for(1, txs), txs)
     if grouping == "one-per-tx":
         groups = [[i] for i in range(len(txs))]
     elif grouping == "interleaved":  # conflicting neighbours (and nonce chains) split apart
         groups = [list(range(0, len(txs), 2)), list(range(1, len(txs), 2))]
     else:
         groups = []
-    report, _, _ = inline_chain(genesis).run_block(env_for(1, txs), txs, groups=groups)
+    with inline_chain(genesis) as chain:
+        report, _, _ = chain.run_block(env_for(1, txs), txs, groups=groups)
     assert_identical(report)
     assert report.reexecutions >= reference.reexecutions
     if grouping == "none-run":
@@ -86,8 +89,8 @@ def test_random_blocks(shares, skew, seed, count, workers):
     mix = ",".join(f"{k}={s}" for k, s in zip(kinds, shares, strict=True) if s)
     genesis = small_genesis()
     gen = generator(genesis, mix, skew, seed)
-    chain = inline_chain(genesis, size=workers)
-    for number in (1, 2):
-        txs = gen.block(count)
-        report, _, _ = chain.run_block(env_for(number, txs), txs)
-        assert_identical(report)
+    with inline_chain(genesis, size=workers) as chain:
+        for number in (1, 2):
+            txs = gen.block(count)
+            report, _, _ = chain.run_block(env_for(number, txs), txs)
+            assert_identical(report)

@@ -16,25 +16,25 @@ def test_compute_unit_blocks_match_and_survive_dead_workers(ray_cluster):
     try:
         pids = set(ray.get([w.pid.remote() for w in cu.workers]))
         assert len(pids) == 2
-        chain = ChainRunner(genesis.state.items(), ParallelExecutor(cu))
-        gen = generator(genesis, "transfer=0.2,erc20=0.5,swap=0.2,mint=0.1", 0.8, seed=9)
+        with ChainRunner(genesis.state.items(), ParallelExecutor(cu)) as chain:
+            gen = generator(genesis, "transfer=0.2,erc20=0.5,swap=0.2,mint=0.1", 0.8, seed=9)
 
-        txs = gen.block(80)
-        report, _, _ = chain.run_block(env_for(1, txs), txs)
-        assert_identical(report)
-        assert report.groups == 2 and report.worker_restarts == 0
+            txs = gen.block(80)
+            report, _, _ = chain.run_block(env_for(1, txs), txs)
+            assert_identical(report)
+            assert report.groups == 2 and report.worker_restarts == 0
 
-        ray.kill(cu.workers[0])  # killed between blocks
-        txs = gen.block(80)
-        report, _, _ = chain.run_block(env_for(2, txs), txs)
-        assert_identical(report)
-        assert cu.restarts == 1
+            ray.kill(cu.workers[0])  # killed between blocks
+            txs = gen.block(80)
+            report, _, _ = chain.run_block(env_for(2, txs), txs)
+            assert_identical(report)
+            assert cu.restarts == 1
 
-        txs = gen.block(80)  # a worker process exits in the middle of its groups
-        report, _, _ = chain.run_block(env_for(3, txs), txs, crash=CrashPlan(index=40))
-        assert_identical(report)
-        assert cu.restarts == 2
-        assert len(set(ray.get([w.pid.remote() for w in cu.workers]))) == 2
+            txs = gen.block(80)  # a worker process exits in the middle of its groups
+            report, _, _ = chain.run_block(env_for(3, txs), txs, crash=CrashPlan(index=40))
+            assert_identical(report)
+            assert cu.restarts == 2
+            assert len(set(ray.get([w.pid.remote() for w in cu.workers]))) == 2
     finally:
         cu.shutdown()
 

@@ -16,15 +16,14 @@ def learned_table(path, blocks: int = 2) -> HintTable:
     """A table learned from real executions of the workload's mix."""
     table = HintTable(path)
     learner = HintLearner(table)
-    chain = inline_chain(small_genesis())
     gen = generator(small_genesis(), "transfer=0.2,erc20=0.4,swap=0.3,mint=0.1", 0.8, 11)
-    for number in range(1, blocks + 1):
-        txs = gen.block(60)
-        _, parallel, _ = chain.run_block(env_for(number, txs), txs)
-        for tx, outcome in zip(txs, parallel.block.outcomes, strict=True):
-            learner.learn(tx_fields(tx), outcome.access, outcome.gas_used, number)
+    with inline_chain(small_genesis()) as chain:
+        for number in range(1, blocks + 1):
+            txs = gen.block(60)
+            _, parallel, _ = chain.run_block(env_for(number, txs), txs)
+            for tx, outcome in zip(txs, parallel.block.outcomes, strict=True):
+                learner.learn(tx_fields(tx), outcome.access, outcome.gas_used, number)
     table.save()
-    chain.close()
     return table
 
 

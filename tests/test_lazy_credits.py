@@ -29,6 +29,7 @@ def with_probes(genesis: Genesis) -> dict:
 
 
 def run(txs, groups):
+    """The block's report and result, and its chain (open: the caller closes it)."""
     chain = ChainRunner(with_probes(small_genesis()).items(), ParallelExecutor(InlineComputeUnit()))
     report, parallel, _ = chain.run_block(env_for(1, txs), txs, groups=groups)
     assert_identical(report)
@@ -43,7 +44,9 @@ def test_many_payments_to_one_address_run_in_parallel_without_conflict():
     ]
     report, parallel, chain = run(txs, groups=[list(range(0, 20, 2)), list(range(1, 20, 2))])
     assert report.reexecutions == 0
-    assert chain.snapshot.get(acct_key(HOT)).balance == 10**18 + sum(1000 + i for i in range(20))
+    with chain:
+        balance = chain.snapshot.get(acct_key(HOT)).balance
+    assert balance == 10**18 + sum(1000 + i for i in range(20))
 
 
 def pay_then_probe(probe_address: bytes):
@@ -58,10 +61,13 @@ def pay_then_probe(probe_address: bytes):
 def test_reading_a_credited_balance_is_reexecuted_and_sees_the_credit():
     _, parallel, chain = pay_then_probe(BALANCE_PROBE)
     assert [c.index for c in parallel.block.conflicts] == [1]
-    assert chain.snapshot.get(slot_key(BALANCE_PROBE, 0)) == 10**18 + 777
+    with chain:
+        assert chain.snapshot.get(slot_key(BALANCE_PROBE, 0)) == 10**18 + 777
 
 
 def test_reading_only_the_code_hash_of_a_credited_account_is_not_a_conflict():
     report, _, chain = pay_then_probe(CODEHASH_PROBE)
     assert report.reexecutions == 0
-    assert chain.snapshot.get(slot_key(CODEHASH_PROBE, 0)) == int.from_bytes(keccak(b""), "big")
+    with chain:
+        seen = chain.snapshot.get(slot_key(CODEHASH_PROBE, 0))
+    assert seen == int.from_bytes(keccak(b""), "big")

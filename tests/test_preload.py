@@ -71,17 +71,16 @@ def hinted_chain(planner: HintPlanner) -> ChainRunner:
 
 
 def test_hint_planned_blocks_match_sequential_and_predict_well_once_warm():
-    chain = hinted_chain(HintPlanner(HintTable()))
     gen = generator(small_genesis(), HOT_MIX, 1.2, 21)
     blocks = [gen.block(80) for _ in range(5)]
     reports = []
-    for number, txs in enumerate(blocks, start=1):
-        if number < len(blocks):
-            chain.prefetch(blocks[number])
-        report, _, _ = chain.run_block(env_for(number, txs), txs)
-        assert_identical(report)
-        reports.append(report)
-    chain.close()
+    with hinted_chain(HintPlanner(HintTable())) as chain:
+        for number, txs in enumerate(blocks, start=1):
+            if number < len(blocks):
+                chain.prefetch(blocks[number])
+            report, _, _ = chain.run_block(env_for(number, txs), txs)
+            assert_identical(report)
+            reports.append(report)
     assert reports[0].recall < 0.5  # a cold table knows nothing
     warm = reports[2:]
     assert all(r.precision >= 0.99 and r.recall >= 0.99 for r in warm)
@@ -111,15 +110,14 @@ def test_random_hints_give_the_sequential_result_only_slower():
     rng = random.Random(4)
     gen = generator(g, HOT_MIX, 1.2, 33)
     planner = HintPlanner(HintTable())
-    chain = hinted_chain(planner)
     reexecutions = 0
-    for number in range(1, 4):
-        txs = gen.block(80)
-        table = random_table(rng, txs)
-        planner.table.entries = table.entries
-        report, _, _ = chain.run_block(env_for(number, txs), txs)
-        assert_identical(report)
-        reexecutions += report.reexecutions
-    chain.close()
+    with hinted_chain(planner) as chain:
+        for number in range(1, 4):
+            txs = gen.block(80)
+            table = random_table(rng, txs)
+            planner.table.entries = table.entries
+            report, _, _ = chain.run_block(env_for(number, txs), txs)
+            assert_identical(report)
+            reexecutions += report.reexecutions
     assert reexecutions > 0  # the wrong groups cost re-executions, never correctness
     assert TRANSFER not in planner.table.entries  # no plain transfers in this mix

@@ -1,6 +1,10 @@
 """State Storage: what was written is what is read, across blocks, wipes, deletions and
 reopening (read-only and as a secondary); a wrong layout or a corrupt record is named."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from hypothesis import HealthCheck, given, settings
@@ -8,7 +12,14 @@ from hypothesis import strategies as st
 
 from compute_unit.state import DictSnapshot
 from storage.keys import AccountFields, acct_key, code_key, encode_account, slot_key
-from storage.ss import CommitMark, StateStorage, StorageError, StorageView
+from storage.ss import (
+    CommitMark,
+    SecondaryStores,
+    StateStorage,
+    StorageError,
+    StorageView,
+    sweep_dead_secondaries,
+)
 from storage.writeset import decode_writeset
 
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 7)]
@@ -163,6 +174,22 @@ def test_views_keep_two_stores_open_and_clean_up_the_rest(tmp_path):
     for path in paths:
         view = StorageView(path, 1)
         assert view.get(code_key(b"\x22" * 32)) == b"\x01"
-        seen.append(StorageView._opened[str(path)].secondary)
-    assert str(paths[0]) not in StorageView._opened and not seen[0].exists()
-    assert all(str(p) in StorageView._opened for p in paths[1:]) and seen[2].exists()
+        seen.append(StorageView.opened.stores[str(path)].secondary)
+    assert str(paths[0]) not in StorageView.opened.stores and not seen[0].exists()
+    assert all(str(p) in StorageView.opened.stores for p in paths[1:]) and seen[2].exists()
+    StorageView.opened.close_all()
+    assert not StorageView.opened.stores and not any(s.exists() for s in seen)
+
+
+def test_scratch_directories_of_dead_processes_are_swept(tmp_path):
+    prefix = SecondaryStores.PREFIX
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    left = tmp_path / f"{prefix}{int(dead.stdout)}-abc"
+    mine = tmp_path / f"{prefix}{os.getpid()}-def"
+    other = tmp_path / "unrelated"
+    for d in (left, mine, other):
+        d.mkdir()
+    assert sweep_dead_secondaries(tmp_path, prefix) == [left]
+    assert not left.exists() and mine.exists() and other.exists()
