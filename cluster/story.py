@@ -39,7 +39,7 @@ class Phase:
     txs: int  # transactions submitted per interval
 
 
-RAMP = (Phase(5, 30), Phase(5, 60), Phase(15, 120), Phase(5, 60), Phase(20, 5))
+RAMP = (Phase(5, 30), Phase(5, 60), Phase(15, 120), Phase(5, 60), Phase(40, 5))
 
 
 @dataclass
