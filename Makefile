@@ -33,8 +33,9 @@ helm-tools:
 	      apt-get install -y -q $(GO_PACKAGES) >/dev/null 2>&1) \
 	  || echo "helm-tools: cannot install $(GO_PACKAGES); the chart tests will be skipped"
 
+# -X faulthandler: a crash, even at interpreter exit after the summary, prints Python's stacks.
 test: $(STAMP) helm-tools
-	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -X faulthandler -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.parallel_speedup
