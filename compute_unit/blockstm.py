@@ -30,7 +30,8 @@ from storage.keys import StateKey, describe
 
 
 class InvalidBlockError(Exception):
-    """A transaction that is invalid even against the right state (admission missed it)."""
+    """A transaction that is invalid even against the right state, in a block that must be
+    taken as given (an imported block: it is refused)."""
 
     def __init__(self, index: int, tx_hash: bytes, reason: str) -> None:
         super().__init__(f"transaction {index} (0x{tx_hash.hex()}) is invalid: {reason}")
@@ -44,6 +45,16 @@ class Conflict:
     index: int
     key: str
     writer: int | None
+
+
+@dataclass(frozen=True)
+class DroppedTx:
+    """A transaction left out of a block being built: invalid against the state its
+    position gives it (a nonce or balance another transaction of the block changed)."""
+
+    index: int
+    tx_hash: bytes
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,12 @@ class ValidatedBlock:
     wiped: frozenset[bytes]
     conflicts: list[Conflict] = field(default_factory=list)
     steps: list[WriteStep] = field(default_factory=list)
+    dropped: list[DroppedTx] = field(default_factory=list)
+
+    @property
+    def included(self) -> list[int]:
+        """Block positions of the transactions the block keeps, in order."""
+        return [outcome.index for outcome in self.outcomes]
 
     def with_state_roots(self, roots: Sequence[bytes]) -> None:
         """Put each transaction's post-state root into its receipt (pre-Byzantium)."""
@@ -92,14 +109,20 @@ def validate_block(
     snapshot: StateReader,
     txs: Sequence[SignedTransactionAPI],
     outcomes: Mapping[int, TxOutcome],
+    drop_invalid: bool = False,
 ) -> ValidatedBlock:
-    """Validate optimistic outcomes in block order; re-execute stale or missing ones."""
+    """Validate optimistic outcomes in block order; re-execute stale or missing ones.
+
+    A transaction invalid at its position fails the block (``InvalidBlockError``), or, with
+    ``drop_invalid`` (a block being built), is left out: it wrote nothing, so the rest of the
+    block validates against the state without it, as a sequential builder would see it."""
     store = WriteLayer(snapshot)
     runner: TransactionRunner | None = None
     final: list[TxOutcome] = []
     receipts: list[ReceiptAPI] = []
     conflicts: list[Conflict] = []
     steps: list[WriteStep] = []
+    dropped: list[DroppedTx] = []
     cumulative_gas = 0
     for index, tx in enumerate(txs):
         outcome = outcomes.get(index)
@@ -110,7 +133,10 @@ def validate_block(
             writer = None if stale is None else store.writer_of(stale)
             conflicts.append(Conflict(index, describe(stale) if stale else "not run", writer))
         if outcome.invalid is not None:
-            raise InvalidBlockError(index, tx.hash, outcome.invalid)
+            if not drop_invalid:
+                raise InvalidBlockError(index, tx.hash, outcome.invalid)
+            dropped.append(DroppedTx(index, tx.hash, outcome.invalid))
+            continue
         changed = store.apply(outcome.access, index)
         if env.intermediate_roots:
             steps.append(WriteStep(changed, outcome.access.wiped))
@@ -125,4 +151,5 @@ def validate_block(
         wiped=frozenset(store.wiped),
         conflicts=conflicts,
         steps=steps,
+        dropped=dropped,
     )

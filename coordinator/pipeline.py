@@ -63,6 +63,8 @@ class ParallelResult:
     groups: list[Group]
     elapsed_s: float
     fallback: str | None = None  # why the block ran sequentially in process, if it did
+    state_root: bytes = b""  # after commit
+    prior: dict[StateKey, Any] | None = None  # pre-block values of written keys (history)
 
 
 class ParallelExecutor:
@@ -77,10 +79,14 @@ class ParallelExecutor:
         cu: ComputeUnitAPI,
         planner: Planner | None = None,
         policy: FallbackPolicy | None = DEFAULT_FALLBACK,
+        drop_invalid: bool = False,
     ) -> None:
+        """``drop_invalid``: blocks are being built, so a transaction invalid at its
+        position is left out instead of failing the block (``validate_block``)."""
         self.cu = cu
         self.planner = planner or SenderPlanner()
         self.policy = policy
+        self.drop_invalid = drop_invalid
 
     @property
     def restarts(self) -> int:
@@ -123,7 +129,7 @@ class ParallelExecutor:
         else:
             raw = [tx.encode() for tx in txs]
             outcomes = self.cu.execute(env, remote or snapshot, groups, raw, crash)
-        block = validate_block(env, snapshot, txs, outcomes)
+        block = validate_block(env, snapshot, txs, outcomes, self.drop_invalid)
         return ParallelResult(block, groups, time.perf_counter() - started, fallback)
 
 
@@ -135,14 +141,14 @@ class BlockReport:
     txs: int
     rejected: int
     gas_used: int
-    sequential_ms: float
+    sequential_ms: float | None  # None: no oracle here (a node; its verifier checks)
     parallel_ms: float
     reexecutions: int
     groups: int
     worker_restarts: int
-    receipts_match: bool
-    gas_match: bool
-    root_match: bool
+    receipts_match: bool | None
+    gas_match: bool | None
+    root_match: bool | None
     state_root: str
     fallback: str | None = None
     largest_share: float = 0.0  # the heaviest predicted conflict component's gas share
@@ -154,11 +160,14 @@ class BlockReport:
 
     @property
     def speedup(self) -> float:
-        return self.sequential_ms / self.parallel_ms if self.parallel_ms else 0.0
+        if not self.sequential_ms or not self.parallel_ms:
+            return 0.0
+        return self.sequential_ms / self.parallel_ms
 
     @property
     def matches(self) -> bool:
-        return self.receipts_match and self.gas_match and self.root_match
+        """Checked against the oracle and equal (False when not checked)."""
+        return bool(self.receipts_match and self.gas_match and self.root_match)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "speedup": round(self.speedup, 3), "matches": self.matches}
@@ -186,15 +195,23 @@ class ChainRunner:
         executor: ParallelExecutor,
         data_dir: str | Path | None = None,
         preload: bool = False,
+        verify: bool = True,
+        keep_prior: bool = False,
         **storage: Any,
     ) -> None:
         """``preload``: execute over the preloaded predicted state (with a hint planner);
-        ``storage`` goes to the ``Committer`` (``keep_versions``, ``keep_writesets`` ...)."""
+        ``verify``: run every block on the sequential oracle too, after the parallel chain
+        committed it (replay, tests, benchmarks; a node verifies off its critical path);
+        ``keep_prior``: read the pre-block value of every written key before commit (the
+        node's state history); ``storage`` goes to the ``Committer`` (``keep_versions``,
+        ``keep_writesets`` ...). The genesis is loaded into an empty data directory only."""
         items = list(genesis)
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="evmpp-data-")
         self.committer = Committer(data_dir or self._tmp.name, **storage)
-        self.committer.load_genesis(items)
-        self.oracle = SequentialChain(items)
+        if self.committer.mark is None:
+            self.committer.load_genesis(items)
+        self.oracle = SequentialChain(items) if verify else None
+        self.keep_prior = keep_prior
         self.executor = executor
         self.preloader = Preloader(self.committer.ss) if preload else None
         self._prefetch: PreloadJob | None = None
@@ -254,7 +271,7 @@ class ChainRunner:
         admission = admit(env, self.snapshot, candidates)
         self.last_rejections = admission.rejected
         report, parallel, sequential = self.import_block(env, admission.accepted, groups, crash)
-        report.rejected = len(admission.rejected)
+        report.rejected += len(admission.rejected)
         return report, parallel, sequential
 
     def import_block(
@@ -263,14 +280,14 @@ class ChainRunner:
         txs: Sequence[SignedTransactionAPI],
         groups: list[Group] | None = None,
         crash: CrashPlan | None = None,
-    ) -> tuple[BlockReport, ParallelResult, SequentialResult]:
-        """Run a block as given on both chains; an invalid transaction fails the block.
+    ) -> tuple[BlockReport, ParallelResult, SequentialResult | None]:
+        """Run a block on the parallel chain, commit it, then (with ``verify``) on the oracle.
 
-        Parallel time runs from grouping to the committed state root, as the oracle's runs
-        from its first transaction to its persisted root.
+        An invalid transaction fails the block, unless the executor drops invalid ones (a
+        block being built): then the block is the transactions it kept, and the oracle runs
+        those. Parallel time runs from grouping to the committed state root, as the oracle's
+        runs from its first transaction to its persisted root.
         """
-        oracle_txs = [env.decode(tx.encode()) for tx in txs]  # no sender recovered yet
-        sequential = self.oracle.execute(env, oracle_txs)
         started = time.perf_counter()
         plan = self.executor.plan(env, txs, self.snapshot) if groups is None else None
         remote: StateReader = self.remote
@@ -290,7 +307,11 @@ class ChainRunner:
         )
         parallel.elapsed_s += planned_s
         block = parallel.block
-        score = None if plan is None else self.executor.planner.learn(env, txs, plan, block)
+        kept = [txs[i] for i in block.included] if block.dropped else list(txs)
+        score = None if plan is None else self.executor.planner.learn(env, kept, plan, block)
+        if self.keep_prior:
+            keys = list(block.writes)
+            parallel.prior = dict(zip(keys, self.committer.ss.get_many(keys), strict=True))
         started = time.perf_counter()
         number = env.header.block_number
         if env.intermediate_roots:
@@ -301,22 +322,29 @@ class ChainRunner:
         else:
             root = self.committer.commit(number, block.writes, block.wiped)
         parallel.elapsed_s += time.perf_counter() - started
+        parallel.state_root = root
         if self._prefetch is not None:
             self._prefetch_patches.append((block.writes, block.wiped))
         self._new_block_view()
+        sequential = None
+        if self.oracle is not None:
+            oracle_txs = [env.decode(tx.encode()) for tx in kept]  # no sender recovered yet
+            sequential = self.oracle.execute(env, oracle_txs)
         report = BlockReport(
             number=env.header.block_number,
-            txs=len(txs),
-            rejected=0,
+            txs=len(kept),
+            rejected=len(block.dropped),
             gas_used=block.gas_used,
-            sequential_ms=sequential.elapsed_s * 1000,
+            sequential_ms=None if sequential is None else sequential.elapsed_s * 1000,
             parallel_ms=parallel.elapsed_s * 1000,
             reexecutions=block.reexecutions,
             groups=len(parallel.groups),
             worker_restarts=self.executor.restarts,
-            receipts_match=first_receipt_mismatch(block.receipts, sequential.receipts) is None,
-            gas_match=block.gas_used == sequential.gas_used,
-            root_match=root == sequential.state_root,
+            receipts_match=None
+            if sequential is None
+            else first_receipt_mismatch(block.receipts, sequential.receipts) is None,
+            gas_match=None if sequential is None else block.gas_used == sequential.gas_used,
+            root_match=None if sequential is None else root == sequential.state_root,
             state_root="0x" + root.hex(),
             fallback=parallel.fallback,
             largest_share=0.0 if plan is None else round(plan.largest_share, 3),

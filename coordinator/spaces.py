@@ -29,9 +29,14 @@ from coordinator.planner import BlockPlan, Planner
 class SpacesExecutor:
     """A ``ParallelExecutor`` for blocks of several spaces, one pool each."""
 
-    def __init__(self, pools: Mapping[str, ComputeUnitAPI], planner: Planner) -> None:
+    def __init__(
+        self, pools: Mapping[str, ComputeUnitAPI], planner: Planner, drop_invalid: bool = True
+    ) -> None:
+        """``drop_invalid``: the block is being built, so a transaction invalid at its
+        position is left out (``validate_block``) instead of failing the block."""
         self.pools = pools
         self.planner = planner
+        self.drop_invalid = drop_invalid
         self.assignment: dict[str, list[int]] = {}
         self.times: dict[str, float] = {}
         self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="spaces")
@@ -89,7 +94,7 @@ class SpacesExecutor:
         for name, run in runs.items():
             space_outcomes, self.times[name] = run.result()
             outcomes.update(space_outcomes)
-        block = validate_block(env, snapshot, txs, outcomes)
+        block = validate_block(env, snapshot, txs, outcomes, self.drop_invalid)
         return ParallelResult(block, plan.groups, time.perf_counter() - started)
 
     @staticmethod
