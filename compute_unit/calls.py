@@ -50,7 +50,9 @@ class CallOutcome:
 def _call_env(env: BlockEnv) -> BlockEnv:
     if getattr(env.header, "base_fee_per_gas", None) is None:
         return env
-    return BlockEnv(env.vm_class, env.header.copy(base_fee_per_gas=0), env.chain_id, env.prev_hashes)
+    return BlockEnv(
+        env.vm_class, env.header.copy(base_fee_per_gas=0), env.chain_id, env.prev_hashes
+    )
 
 
 def _transaction(env: BlockEnv, message: Message, nonce: int) -> SpoofTransaction:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -212,6 +213,10 @@ class ChainRunner:
             self.committer.load_genesis(items)
         self.oracle = SequentialChain(items) if verify else None
         self.keep_prior = keep_prior
+        # (env, validated block, prior values, state root) -> None: called once a block's
+        # root is known, before the state is written (``Committer.commit``); a node stores
+        # its block there
+        self.before_write: Callable[[BlockEnv, ValidatedBlock, Any, bytes], None] | None = None
         self.executor = executor
         self.preloader = Preloader(self.committer.ss) if preload else None
         self._prefetch: PreloadJob | None = None
@@ -320,7 +325,10 @@ class ChainRunner:
             block.with_state_roots(roots)
             root = self.committer.state_root
         else:
-            root = self.committer.commit(number, block.writes, block.wiped)
+            hook = None
+            if self.before_write is not None:
+                hook = partial(self.before_write, env, block, parallel.prior)
+            root = self.committer.commit(number, block.writes, block.wiped, before_write=hook)
         parallel.elapsed_s += time.perf_counter() - started
         parallel.state_root = root
         if self._prefetch is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -122,10 +122,16 @@ class Committer:
         writes: Mapping[StateKey, Any],
         wiped: Iterable[bytes],
         crash_at: str | None = None,
+        before_write: Callable[[bytes], None] | None = None,
     ) -> bytes:
-        """Persist one block; its state root. ``crash_at`` kills the process (tests)."""
+        """Persist one block; its state root. ``before_write(root)`` runs once the root is
+        known and before either store is written (a node writes its block there, so a crash
+        leaves the block to roll the state forward with). ``crash_at`` kills the process
+        (tests)."""
         wiped = frozenset(wiped)
         records, _ = self.sc.update(writes, wiped)
+        if before_write is not None:
+            before_write(self.sc.accounts.root_hash)
         root = self._write(number, writes, wiped, records, crash_at)
         self._settle_garbage()
         return root
