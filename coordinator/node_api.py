@@ -251,3 +251,105 @@ class EthereumAPI(Protocol):
     ) -> FeeHistoryView: ...
     def gas_price(self) -> int: ...
     def max_priority_fee(self) -> int: ...
+
+
+# -- the /v1 REST side: elastic block space, the cluster, blocks as the producer saw them ---
+
+
+@dataclass(frozen=True)
+class Event:
+    block: int
+    kind: str  # proposal, vote, scale, pending, subscription, dropped, failure, halt
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    id: str
+    subscriber: bytes
+    contracts: tuple[bytes, ...]
+    stake: int
+    status: str  # pending (not in a block yet), waiting (for a CU), active, cancelled
+    requested_block: int | None = None
+    active_since: int | None = None
+    cu: str | None = None
+    gas_limit: int | None = None
+    parallelism: float | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionAccepted:
+    id: str
+    hash: bytes
+    status: str  # pending, cancelling
+
+
+@dataclass(frozen=True)
+class PoolState:
+    cus: tuple[str, ...]
+    workers: int
+
+
+@dataclass(frozen=True)
+class VerifierState:
+    enabled: bool
+    verified: int  # the last block the verifier replica checked
+    lag: int  # blocks committed and not yet verified
+    lag_max: int
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    pools: dict[str, PoolState]
+    load: dict[str, float]
+    pending_cus: int
+    recent_votes: tuple[Event, ...]
+    verifier: VerifierState
+    halted: str | None = None  # why block production stopped, if it did
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    """A block as the producer made it: per block space, with timings."""
+
+    number: int
+    hash: bytes
+    parent_hash: bytes
+    state_root: bytes
+    txs: dict[str, int]
+    gas_used: dict[str, int]
+    gas_limit: dict[str, int]
+    exec_ms: dict[str, float]
+    reexecutions: int
+    dropped: int
+    cus: dict[str, int]  # Compute Units per pool while the block ran
+    parallelism: dict[str, float]  # each EBS's P for the block (by its CU)
+    produced_at: float  # wall-clock seconds
+    verified: bool | None = None  # by the verifier replica: None not yet (or no verifier)
+
+
+@dataclass(frozen=True)
+class Health:
+    healthy: bool
+    head: int
+    reason: str | None = None
+
+
+class ElasticAPI(Protocol):
+    """The ``/v1`` side of the node."""
+
+    def submit(self, raw: bytes) -> bytes: ...
+    def subscribe(self, raw: bytes) -> SubscriptionAccepted: ...
+    def cancel(self, subscription: str, raw: bytes) -> SubscriptionAccepted: ...
+    def subscription(self, subscription: str) -> SubscriptionState | None: ...
+    def subscriptions(self) -> list[SubscriptionState]: ...
+    def cluster(self) -> ClusterState: ...
+    def block_record(self, number: int | None) -> BlockRecord | None: ...
+    def events(self, since: int) -> list[Event]: ...
+    def tx_status(self, tx_hash: bytes) -> TxStatusView: ...
+    def health(self) -> Health: ...
+
+
+class NodeAPI(EthereumAPI, ElasticAPI, Protocol):
+    """Everything the HTTP layer serves."""
