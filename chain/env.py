@@ -1,0 +1,64 @@
+"""The block env: everything besides state that a block's transactions execute against.
+
+Built once per block, before execution, from the fork schedule (``chain.spec``), the block's
+header and its ancestors' hashes; every compute unit and the sequential oracle run the block's
+transactions against the same ``BlockEnv``. ``next_base_fee`` gives the EIP-1559 base fee a
+new block's header must carry, ``ancestor_hashes`` what BLOCKHASH can see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI, VirtualMachineAPI
+from eth.vm.forks.byzantium import ByzantiumVM
+from eth.vm.forks.london.constants import INITIAL_BASE_FEE
+from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
+
+BLOCKHASH_WINDOW = 256
+"""BLOCKHASH sees this many ancestors; older ones read as zero."""
+
+
+@dataclass(frozen=True)
+class BlockEnv:
+    """Everything besides state that a block's transactions execute against."""
+
+    vm_class: type[VirtualMachineAPI]
+    header: BlockHeaderAPI
+    chain_id: int
+    prev_hashes: tuple[bytes, ...] = ()
+
+    @property
+    def intermediate_roots(self) -> bool:
+        """Before Byzantium a receipt holds the state root after its transaction (EIP-658)."""
+        return not issubclass(self.vm_class, ByzantiumVM)
+
+    def decode(self, raw: bytes) -> SignedTransactionAPI:
+        """Decode a transaction as this block's fork encodes it (legacy RLP or typed)."""
+        return self.vm_class.get_transaction_builder().decode(raw)
+
+
+def next_base_fee(parent_header: BlockHeaderAPI) -> int:
+    """The base fee (EIP-1559) of the block after ``parent_header``.
+
+    A pre-London parent makes the child London's fork block, whose base fee is the initial
+    1 gwei (``INITIAL_BASE_FEE``); otherwise the parent's base fee moves by at most 1/8 toward
+    its gas target (half its gas limit).
+    """
+    if not hasattr(parent_header, "base_fee_per_gas"):
+        return INITIAL_BASE_FEE
+    return calculate_expected_base_fee_per_gas(parent_header)
+
+
+def ancestor_hashes(recent: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The ``prev_hashes`` of a block whose ancestors' hashes are ``recent``, oldest first.
+
+    ``recent`` ends with the parent's hash; the result is the last 256 of them newest first
+    (index 0 is the parent), as py-evm's BLOCKHASH reads them.
+    """
+    window = tuple(reversed(recent[-BLOCKHASH_WINDOW:]))
+    for depth, block_hash in enumerate(window):
+        if len(block_hash) != 32:
+            raise ValueError(f"ancestor hash at depth {depth} is {len(block_hash)} bytes, not 32")
+    return window
