@@ -13,14 +13,11 @@ from functools import cache
 from typing import Any
 
 from eth.abc import (
-    BlockHeaderAPI,
     ReceiptAPI,
     SignedTransactionAPI,
     StateAPI,
-    VirtualMachineAPI,
 )
 from eth.vm.chain_context import ChainContext
-from eth.vm.forks.byzantium import ByzantiumVM
 from eth.vm.forks.byzantium.constants import (
     EIP658_TRANSACTION_STATUS_CODE_FAILURE as EIP658_FAILURE,
 )
@@ -29,27 +26,9 @@ from eth.vm.forks.byzantium.constants import (
 )
 from eth_utils import ValidationError
 
+from chain import BlockEnv
 from compute_unit.preimages import recording_computation_class
 from compute_unit.state import OverlayAccountDB, StateReader, TxAccess, WriteLayer
-
-
-@dataclass(frozen=True)
-class BlockEnv:
-    """Everything besides state that a block's transactions execute against."""
-
-    vm_class: type[VirtualMachineAPI]
-    header: BlockHeaderAPI
-    chain_id: int
-    prev_hashes: tuple[bytes, ...] = ()
-
-    @property
-    def intermediate_roots(self) -> bool:
-        """Before Byzantium a receipt holds the state root after its transaction (EIP-658)."""
-        return not issubclass(self.vm_class, ByzantiumVM)
-
-    def decode(self, raw: bytes) -> SignedTransactionAPI:
-        """Decode a transaction as this block's fork encodes it (legacy RLP or typed)."""
-        return self.vm_class.get_transaction_builder().decode(raw)
 
 
 @dataclass(frozen=True)
