@@ -1,0 +1,91 @@
+"""Intake: a raw transaction from a client to the pool, or a JSON-RPC error and nothing kept.
+
+The first step of a transaction's life on the node. As geth's txpool does, the raw bytes are
+decoded in their network form (a blob transaction must carry its sidecar), checked on their
+own against the next block's rules (``coordinator/admission.py``: type, size, init code, gas,
+fees, signature, chain id, intrinsic gas) and against the latest state with what the sender
+already has pooled (nonce too low, funds for all of it), then given to the pool
+(``coordinator/txpool.py``: pending or queued, replacement, caps). A registry transaction (an
+EBS subscription or cancellation) is checked as a request too. Whatever is refused raises
+``NodeError`` with geth's message and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from eth.abc import SignedTransactionAPI
+from eth.constants import EMPTY_SHA3
+from eth_utils import ValidationError
+
+from chain import BlockEnv
+from compute_unit.state import StateReader
+from coordinator.admission import AdmissionRules, check_tx, check_with_state, decode_raw
+from coordinator.node_api import NodeError
+from coordinator.subscriptions import SubscriptionBook
+from coordinator.txpool import PoolError, TxPool
+from ebs.subscription import is_registry_call
+from storage.keys import acct_key
+
+
+class Intake:
+    def __init__(
+        self,
+        pool: TxPool,
+        book: SubscriptionBook,
+        next_env: Callable[[], BlockEnv],
+        state: Callable[[], StateReader],
+        lock: threading.RLock,
+        allow_unprotected: bool = False,
+    ) -> None:
+        """``next_env``: the env of the block being filled next (its rules apply);
+        ``state``: the latest committed state; ``lock``: the node's, shared with block
+        building (the pool and the subscriptions change under it)."""
+        self.pool = pool
+        self.book = book
+        self.next_env = next_env
+        self.state = state
+        self.lock = lock
+        self.allow_unprotected = allow_unprotected
+
+    def rules(self) -> AdmissionRules:
+        return AdmissionRules.from_env(self.next_env(), allow_unprotected=self.allow_unprotected)
+
+    def decode(self, raw: bytes) -> SignedTransactionAPI:
+        try:
+            return decode_raw(self.rules(), raw, from_network=True)
+        except ValidationError as err:
+            raise NodeError(str(err)) from err
+
+    def submit(self, raw: bytes) -> SignedTransactionAPI:
+        """Admit ``raw`` into the pool; the transaction (as a block will hold it)."""
+        rules = self.rules()
+        try:
+            tx = decode_raw(rules, raw, from_network=True)
+            sender = check_tx(rules, tx)
+        except ValidationError as err:
+            raise NodeError(str(err)) from err
+        state = self.state()
+        with self.lock:
+            if tx.hash in self.pool:
+                raise NodeError("already known")
+            account = state.get(acct_key(sender))
+            try:
+                check_with_state(
+                    tx,
+                    sender,
+                    account.nonce if account else 0,
+                    account.balance if account else 0,
+                    code_hash=account.code_hash if account else EMPTY_SHA3,
+                    allow_gap=True,
+                )
+            except ValidationError as err:
+                raise NodeError(str(err)) from err
+            if is_registry_call(tx):
+                self.book.check(tx, state)
+            try:
+                self.pool.add(tx, sender, rules.base_fee or 0)
+            except PoolError as err:
+                raise NodeError(str(err)) from err
+        return tx
