@@ -36,7 +36,7 @@ from bench.workload.genesis import BASE_FEE, block_env
 from cluster.autoscaler import PoolLoad, Proposal, ScalingPolicy, decide
 from cluster.governance import Validator, default_validators, vote
 from compute_unit.pool import CuPool
-from coordinator.admission import admit, check_static, decode_candidate
+from coordinator.admission import admit, check_static, decode_raw, rules_for
 from coordinator.hints import HintTable
 from coordinator.mempool import Mempool
 from coordinator.pipeline import ChainRunner
@@ -188,9 +188,10 @@ class BlockProducer:
         return "0x" + tx.hash.hex()
 
     def decode(self, raw: bytes) -> SignedTransactionAPI:
-        """A raw transaction decoded as the next block's fork encodes it."""
+        """A raw transaction decoded as the next block's fork encodes it (the network form: a
+        blob transaction carries its sidecar, which is checked and dropped)."""
         try:
-            return decode_candidate(block_env(self.number + 1, 0), raw)
+            return decode_raw(rules_for(block_env(self.number + 1, 0)), raw, from_network=True)
         except ValidationError as err:
             raise SubmitError(str(err)) from err
 
