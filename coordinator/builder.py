@@ -15,6 +15,7 @@ Nothing here runs the block a second time: the verifier replica does, off this p
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from coordinator.assembly import MAX_ANCESTORS, SealedBlock, next_env, seal
 from coordinator.pipeline import BlockReport, ChainRunner
 from coordinator.spaces import SpacesExecutor
 from coordinator.txpool import TxPool
-from coordinator.verifier import decode_header
+from coordinator.verifier import CommittedBlock, decode_header
 from storage.chaindata import ChainData, DroppedTx, StoredBlock
 from storage.ss import StorageError
 
@@ -71,8 +72,11 @@ class BlockBuilder:
         coinbase: bytes,
         clock: Callable[[], float] = time.time,
         allow_unprotected: bool = False,
+        lock: threading.RLock | None = None,
     ) -> None:
+        """``lock``: held while the pool is read and reset (intake adds to it meanwhile)."""
         self.genesis = genesis
+        self.lock = lock or threading.RLock()
         self.chain_id = genesis.spec.chain_id
         self.chain = chain
         self.executor = executor
@@ -134,6 +138,12 @@ class BlockBuilder:
                 f"0x{parallel.state_root.hex()}, its header says 0x{header.state_root.hex()}"
             )
 
+    def committed(self, number: int) -> CommittedBlock:
+        """A stored block as the verifier replays it."""
+        block = self.data.block(number)
+        ancestors = [self.data.block(n).hash for n in range(number - 1, max(-1, number - 257), -1)]
+        return CommittedBlock(number, block.header, block.transactions, tuple(ancestors))
+
     def vm_at(self, number: int, timestamp: int) -> Any:
         return self.genesis.spec.vm_class_at(number, timestamp)
 
@@ -157,10 +167,11 @@ class BlockBuilder:
         number = env.header.block_number
         base_fee = getattr(env.header, "base_fee_per_gas", None) or 0
         taken: dict[bytes, int] = {}
-        selected = {
-            space.name: self.pool.select(space.gas_limit, base_fee, space.wanted, taken)
-            for space in spaces
-        }
+        with self.lock:
+            selected = {
+                space.name: self.pool.select(space.gas_limit, base_fee, space.wanted, taken)
+                for space in spaces
+            }
         candidates = [tx for txs in selected.values() for tx in txs]
         state_before = self.chain.snapshot
         admission = admit(env, state_before, candidates, self.allow_unprotected)
@@ -193,9 +204,10 @@ class BlockBuilder:
         kept = [accepted[i] for i in block.included]
         if dropped:
             self.data.record_dropped(dropped)
-        self.pool.reset([tx.hash for tx in kept], [(d.hash, d.reason) for d in dropped])
-        self.head = sealed.header
-        self.ancestors.appendleft(sealed.header.hash)
+        with self.lock:
+            self.pool.reset([tx.hash for tx in kept], [(d.hash, d.reason) for d in dropped])
+            self.head = sealed.header
+            self.ancestors.appendleft(sealed.header.hash)
         space_of = {i: name for name, indices in assignment.items() for i in indices}
         txs_by_space = dict.fromkeys(assignment, 0)
         gas_by_space = dict.fromkeys(assignment, 0)

@@ -8,18 +8,11 @@ elastic story prints them where they happened.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.node_api import Event
+
 MAX_EVENTS = 100_000  # the oldest are forgotten past this; the chain data keeps what matters
-
-
-@dataclass(frozen=True)
-class Event:
-    block: int
-    kind: str  # proposal, vote, scale, pending, subscription, rejection, dropped, failure
-    message: str
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 class EventLog:

@@ -20,7 +20,7 @@ from eth.abc import SignedTransactionAPI
 from compute_unit.pool import CuPool
 from coordinator.cu_supply import CuSupply
 from coordinator.events import EventLog
-from coordinator.node_api import NodeError
+from coordinator.node_api import NodeError, SubscriptionState
 from ebs.space import Bid, ElasticSpace, auction
 from ebs.subscription import (
     Cancel,
@@ -44,22 +44,6 @@ class SubscriptionRecord:
     space: ElasticSpace | None = None
     cu: str | None = None
     active_since: int | None = None
-
-
-@dataclass(frozen=True)
-class SubscriptionState:
-    """A subscription as the API shows it."""
-
-    id: str
-    subscriber: bytes
-    contracts: tuple[bytes, ...]
-    stake: int
-    status: str
-    requested_block: int | None = None
-    active_since: int | None = None
-    cu: str | None = None
-    gas_limit: int | None = None
-    parallelism: float | None = None
 
 
 class SubscriptionBook:

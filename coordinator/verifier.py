@@ -79,9 +79,7 @@ class Verifier:
     def verify(self, block: CommittedBlock) -> Verdict:
         started = time.perf_counter()
         if block.number != self.verified + 1:
-            return Verdict(
-                block.number, False, f"out of order: expected block {self.verified + 1}"
-            )
+            return Verdict(block.number, False, f"out of order: expected block {self.verified + 1}")
         header = decode_header(block.header)
         vm_class = self.vm_at(header.block_number, header.timestamp)
         env = BlockEnv(vm_class, header, self.chain_id, block.prev_hashes)

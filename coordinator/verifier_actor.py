@@ -44,9 +44,7 @@ class RayVerifier:
         chain_id: int,
         vm_at: Callable[[int, int], type[VirtualMachineAPI]],
     ) -> None:
-        self.actor = VerifierActor.remote(
-            list(genesis), chain_id, vm_at
-        )
+        self.actor = VerifierActor.remote(list(genesis), chain_id, vm_at)
         self._outstanding: list[ray.ObjectRef] = []
 
     def submit(self, block: CommittedBlock) -> None:

@@ -30,6 +30,7 @@ One process writes; reads are not synchronized with writes from other threads.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -355,6 +356,7 @@ class ChainData:
         self.history_blocks = history_blocks
         self._cache_size = history_cache if history_cache is not None else history_blocks
         self._cache: OrderedDict[int, HistoryRecord] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._sync = WriteOptions()
         self._sync.sync = True
         self._db = open_rocksdb(self.path, COLUMN_FAMILIES)
@@ -482,8 +484,9 @@ class ChainData:
         batch.put(META_HEAD, seal(key), h["meta"])
         self._db.write(batch, write_opt=self._sync)
         self._head = block.number
-        for number in range(self._floor, floor):
-            self._cache.pop(number, None)
+        with self._cache_lock:
+            for number in range(self._floor, floor):
+                self._cache.pop(number, None)
         self._floor = floor
 
     def record_dropped(self, items: Iterable[DroppedTx]) -> None:
@@ -656,17 +659,19 @@ class ChainData:
 
     def history(self, number: int) -> HistoryRecord:
         """Block ``number``'s history record (decoded once, then from a bounded LRU)."""
-        record = self._cache.get(number)
-        if record is not None:
-            self._cache.move_to_end(number)
-            return record
+        with self._cache_lock:  # RPC threads read while the producer writes
+            record = self._cache.get(number)
+            if record is not None:
+                self._cache.move_to_end(number)
+                return record
         key = _num(number)
         record = self._read("history", key, decode_history)
         if record is None:
             raise HistoryUnavailable(f"{self._where('history', key)}: no history record")
-        self._cache[number] = record
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[number] = record
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return record
 
 

@@ -7,10 +7,12 @@ its bytecode, ``('slot', address, slot)`` one storage word. Values are ``Account
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import rlp
 from eth.constants import EMPTY_SHA3
+from eth_hash.auto import keccak
 from rlp.codec import encode_raw
 
 ACCT = "acct"
@@ -84,3 +86,18 @@ def decode_account(data: bytes) -> AccountRecord:
 def int_bytes(value: int) -> bytes:
     """Minimal big-endian bytes, as RLP encodes an integer (0 is empty)."""
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def genesis_state(alloc: Mapping[bytes, Any]) -> list[tuple[StateKey, Any]]:
+    """A genesis ``alloc`` (address -> ``chain.GenesisAccount``) as state key/value pairs:
+    each account's fields, its code by hash, its non-zero storage words."""
+    items: list[tuple[StateKey, Any]] = []
+    for address, account in alloc.items():
+        code_hash = keccak(account.code) if account.code else EMPTY_SHA3
+        items.append((acct_key(address), AccountFields(account.nonce, account.balance, code_hash)))
+        if account.code:
+            items.append((code_key(code_hash), bytes(account.code)))
+        items.extend(
+            (slot_key(address, slot), value) for slot, value in account.storage.items() if value
+        )
+    return items
