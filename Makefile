@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	RAY_USAGE_STATS_ENABLED=0 $(BIN)/evmpp elastic $(ARGS)
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m bench.story $(ARGS)
 
 compare: $(STAMP)
-	RAY_USAGE_STATS_ENABLED=0 $(BIN)/evmpp run $(ARGS)
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m bench.compare $(ARGS)
 
 replay: $(STAMP)
 	RAY_USAGE_STATS_ENABLED=0 $(BIN)/evmpp replay ../shared/mainnet-blocks $(ARGS)

@@ -14,10 +14,11 @@ import argparse
 import json
 from pathlib import Path
 
+from bench.story import RAMP, StoryResult, run_story
 from cluster.autoscaler import ScalingPolicy
 from cluster.runtime import start_ray
-from cluster.story import RAMP, StoryResult, run_story
-from coordinator.producer import PBS, CoordinatorSettings
+from coordinator.producer import CoordinatorSettings
+from coordinator.scaling import PBS
 
 RESULTS = Path(__file__).parent / "results" / "elastic.json"
 

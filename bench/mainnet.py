@@ -22,7 +22,7 @@ import statistics
 from pathlib import Path
 
 from bench.mainnet_blocks import mainnet_blocks_dir
-from cluster.replay import ReplayRow, expand_folders, replay_block
+from cli.replay import ReplayRow, expand_folders, replay_block
 from cluster.runtime import start_ray
 from compute_unit.worker import ComputeUnit
 from coordinator.block_import import ImportedBlock, load_block_folder

@@ -13,8 +13,9 @@ need more gas than it uses: the 63/64 rule, refunds).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from eth.constants import EMPTY_SHA3
 from eth.exceptions import Revert
 from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
@@ -112,6 +113,8 @@ def estimate_gas(env: BlockEnv, reader: StateReader, message: Message, cap: int)
     at_cap = call(env, reader, _with_gas(message, cap))
     if not at_cap.success:
         return Estimate(None, at_cap)
+    if not message.data and message.to and not _has_code(reader, message.to):
+        return Estimate(at_cap.gas_used)  # a plain transfer costs what it used (geth too)
     low, high = at_cap.gas_used - 1, cap
     # geth's shortcut: most calls succeed with a little more than they used
     optimistic = min(cap, (at_cap.gas_used + 2300) * 64 // 63)
@@ -129,13 +132,10 @@ def estimate_gas(env: BlockEnv, reader: StateReader, message: Message, cap: int)
     return Estimate(high)
 
 
+def _has_code(reader: StateReader, address: bytes) -> bool:
+    account = reader.get(acct_key(address))
+    return account is not None and account.code_hash != EMPTY_SHA3
+
+
 def _with_gas(message: Message, gas: int) -> Message:
-    return Message(
-        message.sender,
-        message.to,
-        gas,
-        message.value,
-        message.data,
-        message.gas_price,
-        message.access_list,
-    )
+    return replace(message, gas=gas)

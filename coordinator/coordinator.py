@@ -1,10 +1,13 @@
-"""The coordinator as a named Ray actor: block production on a timer, serving the API.
+"""The coordinator as a named Ray actor: block production on a timer, serving the node's API.
 
-``CoordinatorActor`` (named ``evmpp-coordinator``) builds the genesis, owns a
-``BlockProducer`` (``coordinator/producer.py``) whose Compute Units are Ray placement groups
-(``compute_unit/worker.py``), produces a block every interval on a thread once started, and
-answers the API's calls concurrently. ``RayBackend`` is the API's handle on it
-(``ebs/api.py``): errors come back as values and are raised again on the caller's side.
+``CoordinatorActor`` (named ``evmpp-coordinator``) owns a ``BlockProducer``
+(``coordinator/producer.py``) whose Compute Units are Ray placement groups
+(``compute_unit/worker.py``) and whose verifier is a replica actor of its own
+(``coordinator/verifier_actor.py``); it produces a block every interval on a thread once
+started and answers ``NodeAPI`` calls concurrently. A failed block (a lost CU, a storage
+error) is an event and is tried again, backing off; only the verifier's mismatch halts.
+``RayNode`` is the HTTP layer's handle on it (``api/``): errors come back as values and are
+raised again on the caller's side.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from typing import Any
 import ray
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-from bench.workload.genesis import build_genesis
+from chain import Genesis
 from cluster.metrics import ClusterMetrics
 from compute_unit.worker import ComputeUnit, placed, request_placement
-from coordinator.producer import BlockProducer, CoordinatorSettings, SubmitError
-from ebs.api import LocalBackend
+from coordinator.node import Node
+from coordinator.node_api import NodeAPI, NodeError
+from coordinator.producer import BlockProducer, CoordinatorSettings
+from coordinator.verifier_actor import RayVerifier
 
 ACTOR_NAME = "evmpp-coordinator"
 
@@ -57,31 +62,42 @@ class RayCuFactory:
         self.waiting.clear()
 
 
-@ray.remote(num_cpus=0, max_concurrency=16)
+def _method_names(protocol: type) -> list[str]:
+    names = set()
+    for klass in protocol.__mro__:
+        if klass.__module__ == "coordinator.node_api":
+            names |= {n for n, v in vars(klass).items() if callable(v) and not n.startswith("_")}
+    return sorted(names)
+
+
+NODE_METHODS = _method_names(NodeAPI)
+
+
+@ray.remote(num_cpus=0, max_concurrency=32)
 class CoordinatorActor:
+    """The node in the coordinator actor: produces blocks on a thread, answers ``NodeAPI``."""
+
     def __init__(
         self,
+        genesis: Genesis,
         settings: CoordinatorSettings,
-        accounts: int,
-        seed: int,
         data_dir: str | None = None,
         hints_dir: str | None = None,
     ) -> None:
-        genesis = build_genesis(accounts, seed=seed)
         metrics = ClusterMetrics()
         self.cus = RayCuFactory()
         self.producer = BlockProducer(
-            genesis.state.items(),
+            genesis,
             settings,
             self.cus,
             data_dir,
             hints_dir,
             on_block=metrics.on_block,
+            make_verifier=RayVerifier,
         )
-        self.backend = LocalBackend(self.producer)
+        self.node = Node(self.producer)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.halted: str | None = None
 
     def start(self) -> None:
         if self._thread is None:
@@ -89,20 +105,19 @@ class CoordinatorActor:
             self._thread.start()
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                header = self.producer.produce()
-            except Exception as err:  # stop producing; the event log says why
-                self.halted = f"block {self.producer.number + 1} failed: {err!r}"
-                self.producer._event(self.producer.number + 1, "failure", f"halted: {self.halted}")
-                return
-            if self.producer.settings.verify and not header.verified:
-                self.halted = f"block {header.number} differs from sequential py-evm"
-                self.producer._event(header.number, "failure", f"halted: {self.halted}")
-                return
+                self.producer.produce()
+                failures = 0
+            except Exception as err:  # a CU lost, a storage error: say so, try again
+                failures += 1
+                number = self.producer.number + 1
+                self.producer.events.add(number, "failure", f"block {number} failed: {err!r}")
             interval = self.producer.settings.block_interval
-            self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
+            wait = interval * min(failures + 1, 10) if failures else interval
+            self._stop.wait(max(0.0, wait - (time.monotonic() - started)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -111,11 +126,13 @@ class CoordinatorActor:
             self._thread = None
 
     def call(self, method: str, *args: Any) -> tuple[bool, Any]:
-        """An API call: (True, result) or (False, (status, message))."""
+        """A ``NodeAPI`` call: (True, result) or (False, the NodeError)."""
+        if method not in NODE_METHODS:
+            return False, NodeError(f"no method {method}", status=404)
         try:
-            return True, getattr(self.backend, method)(*args)
-        except SubmitError as err:
-            return False, (err.status, str(err))
+            return True, getattr(self.node, method)(*args)
+        except NodeError as err:
+            return False, err
 
     def shutdown(self) -> None:
         self.stop()
@@ -123,8 +140,8 @@ class CoordinatorActor:
         self.cus.close()
 
 
-class RayBackend:
-    """``ebs.api.Backend`` forwarding to the coordinator actor."""
+class RayNode:
+    """``NodeAPI`` forwarding every call to the coordinator actor."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
@@ -132,30 +149,17 @@ class RayBackend:
     def _call(self, method: str, *args: Any) -> Any:
         ok, result = ray.get(self.actor.call.remote(method, *args))
         if not ok:
-            status, message = result
-            raise SubmitError(message, status)
+            raise result
         return result
 
-    def submit(self, raw: bytes) -> str:
-        return self._call("submit", raw)
 
-    def subscribe(self, raw: bytes) -> dict[str, Any]:
-        return self._call("subscribe", raw)
+def _forwarder(name: str) -> Any:
+    def forward(self: RayNode, *args: Any) -> Any:
+        return self._call(name, *args)
 
-    def cancel(self, subscription: str, raw: bytes) -> dict[str, Any]:
-        return self._call("cancel", subscription, raw)
+    forward.__name__ = name
+    return forward
 
-    def subscription(self, subscription: str) -> dict[str, Any] | None:
-        return self._call("subscription", subscription)
 
-    def subscriptions(self) -> list[dict[str, Any]]:
-        return self._call("subscriptions")
-
-    def cluster(self) -> dict[str, Any]:
-        return self._call("cluster")
-
-    def block(self, number: int | None) -> dict[str, Any] | None:
-        return self._call("block", number)
-
-    def events(self, since: int) -> list[dict[str, Any]]:
-        return self._call("events", since)
+for _name in NODE_METHODS:
+    setattr(RayNode, _name, _forwarder(_name))

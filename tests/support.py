@@ -98,3 +98,49 @@ def random_state_blocks(seed: int, count: int, accounts: int = 60) -> list[tuple
         deleted = {k[1] for k, v in writes.items() if k[0] == "acct" and v is None}
         blocks.append((writes, wiped | deleted))
     return blocks
+
+
+class Cluster:
+    """CUs made in process; ``room`` limits how many can be placed."""
+
+    def __init__(self, room: int = 100) -> None:
+        self.room = room
+        self.made: dict[str, InlineComputeUnit] = {}
+
+    def __call__(self, name: str, cores: int):
+        if len(self.made) >= self.room:
+            return None
+        self.made[name] = InlineComputeUnit(cores, name)
+        return self.made[name]
+
+
+def thread_verifier(state, chain_id, vm_at):
+    from coordinator.verifier import ThreadVerifier, Verifier
+
+    return ThreadVerifier(Verifier(state, chain_id, vm_at))
+
+
+def inline_producer(genesis=None, cluster=None, data_dir=None, **settings):
+    """A ``BlockProducer`` on in-process CUs with a verifier thread; the workload's small
+    genesis by default (``genesis``: a ``chain.Genesis``)."""
+    import dataclasses
+
+    from bench.workload.genesis import chain_genesis
+    from coordinator.producer import BlockProducer, CoordinatorSettings
+
+    base = CoordinatorSettings(block_interval=1.0, validators=4, seed=1)
+    return BlockProducer(
+        genesis or chain_genesis(small_genesis()),
+        dataclasses.replace(base, **settings),
+        cluster or Cluster(),
+        data_dir,
+        make_verifier=thread_verifier,
+    )
+
+
+def verified(producer) -> None:
+    """Wait for the verifier replica to check every block so far; each must match."""
+    producer.verifier.wait()
+    producer.check_verifier()
+    assert producer.halted is None, producer.halted
+    assert producer.verified == producer.number

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from bench.mainnet_blocks import mainnet_blocks_dir
-from cluster.replay import expand_folders
+from cli.replay import expand_folders
 from coordinator.block_import import BlockFolderError, load_block_folder, mainnet_vm_for
 
 

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cluster.cli import settings_from_file
+from cli.serve import settings_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "evmpp"
@@ -26,7 +26,7 @@ OVERRIDES = {
         "basicCUs": 2,
         "cuCores": 3,
         "ebsSlots": 6,
-        "accounts": 777,
+        "genesis": "/etc/evmpp/genesis.json",
         "seed": 42,
     },
     "scaling": {"up": 1.5, "down": 0.2, "target": 0.7, "window": 5, "maxCUs": 12},
@@ -196,9 +196,9 @@ def test_every_value_reaches_its_field(renderer, tmp_path):
 
     settings_file = tmp_path / "evmpp.yaml"
     settings_file.write_text(out["ConfigMap"]["data"]["evmpp.yaml"])
-    settings, accounts = settings_from_file(settings_file)  # what evmpp serve reads
+    settings, genesis = settings_from_file(settings_file)  # what evmpp serve reads
     s = o["scaling"]
-    assert accounts == 777
+    assert genesis == "/etc/evmpp/genesis.json"
     assert (
         settings.block_interval,
         settings.pbs_gas_limit,

@@ -17,6 +17,8 @@ from eth_hash.auto import keccak
 from eth_keys import keys
 
 from bench.workload.contracts import compiled
+from chain import DEV_SPEC, GenesisAccount
+from chain import Genesis as ChainGenesis
 from compute_unit.executor import BlockEnv, run_group
 from compute_unit.state import DictSnapshot, WriteLayer
 from storage.keys import AccountFields, acct_key
@@ -163,4 +165,34 @@ def build_genesis(accounts: int, seed: int = 0, liquidity: int = 10**6 * ETHER) 
         pair=pair_address,
         nft=nft_address,
         nonces=dict(setup.nonces),
+    )
+
+
+def chain_genesis(genesis: Genesis, gas_limit: int = 30_000_000) -> ChainGenesis:
+    """The workload's state as a geth-format genesis of a Cancun chain (chain id 1337, base
+    fee 1 gwei): what ``evmpp serve --genesis`` reads (``ChainGenesis.to_geth_json``)."""
+    accounts: dict[bytes, dict[str, Any]] = {}
+    codes = {key[1]: value for key, value in genesis.state.items() if key[0] == "code"}
+    for key, value in genesis.state.items():
+        if key[0] == "acct" and value is not None:
+            account = accounts.setdefault(key[1], {"storage": {}})
+            account.update(nonce=value.nonce, balance=value.balance)
+            account["code"] = codes.get(value.code_hash, b"")
+        elif key[0] == "slot" and value:
+            accounts.setdefault(key[1], {"storage": {}})["storage"][key[2]] = value
+    alloc = {
+        address: GenesisAccount(
+            fields.get("balance", 0),
+            fields.get("nonce", 0),
+            fields.get("code", b""),
+            fields["storage"],
+        )
+        for address, fields in accounts.items()
+    }
+    return ChainGenesis(
+        spec=DEV_SPEC,
+        alloc=alloc,
+        gas_limit=gas_limit,
+        timestamp=1_700_000_000,
+        base_fee_per_gas=BASE_FEE,
     )

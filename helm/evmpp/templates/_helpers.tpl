@@ -28,7 +28,7 @@ cu_cores: {{ .Values.coordinator.cuCores }}
 ebs_slots: {{ .Values.coordinator.ebsSlots }}
 validators: {{ .Values.validators.count }}
 seed: {{ .Values.coordinator.seed }}
-accounts: {{ .Values.coordinator.accounts }}
+genesis: {{ .Values.coordinator.genesis | quote }}
 policy:
   up: {{ .Values.scaling.up }}
   down: {{ .Values.scaling.down }}

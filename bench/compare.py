@@ -1,6 +1,6 @@
-"""The ``evmpp`` command. ``evmpp run``: build a genesis, generate blocks, run each one
-sequentially (py-evm oracle) and in parallel on a Compute Unit, and print the comparison.
-``evmpp replay DIR...``: the same for recorded blocks (``cluster/replay.py``)."""
+"""``make compare``: build a synthetic genesis, generate blocks, run each one in parallel on a
+Compute Unit and on sequential py-evm (the oracle), and print the comparison per block.
+(Recorded blocks: ``evmpp replay``, ``cli/replay.py``.)"""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from bench.workload.blocks import DEFAULT_MIX, BlockGenerator, Mix
 from bench.workload.genesis import block_env, build_genesis
-from cluster.replay import replay
 from cluster.runtime import start_ray
 from compute_unit.worker import ComputeUnit
 from coordinator.hints import DEFAULT_CAP_BYTES, HintTable
@@ -133,83 +131,6 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all_match else 1
 
 
-def settings_from_file(path: Path) -> tuple[Any, int]:
-    """Coordinator settings and genesis accounts from a YAML file (the Helm chart's
-    ConfigMap): the ``CoordinatorSettings`` fields, ``policy`` the ``ScalingPolicy`` ones."""
-    import yaml
-
-    from cluster.autoscaler import ScalingPolicy
-    from coordinator.producer import CoordinatorSettings
-
-    data = yaml.safe_load(path.read_text()) or {}
-    try:
-        accounts = int(data.pop("accounts", 2000))
-        policy = ScalingPolicy(**data.pop("policy", {}))
-        return CoordinatorSettings(**data, policy=policy), accounts
-    except TypeError as err:
-        raise SystemExit(f"error: {path}: {err}") from err
-
-
-def serve(args: argparse.Namespace) -> int:
-    """Start (or join) Ray, the coordinator actor, and the HTTP API on ``--port``."""
-    server, _ = api_server(args)
-    print(f"evmpp: API on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
-    server.run()
-    return 0
-
-
-def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The uvicorn server of ``evmpp serve`` (not started) and the coordinator actor, which
-    is producing blocks already."""
-    import ray
-    import uvicorn
-
-    from coordinator.coordinator import ACTOR_NAME, CoordinatorActor, RayBackend
-    from coordinator.producer import CoordinatorSettings
-    from ebs.api import create_app
-
-    start_ray(num_cpus=args.cpus, address=args.address)
-    if args.config:
-        settings, accounts = settings_from_file(Path(args.config))
-    else:
-        accounts = args.accounts
-        settings = CoordinatorSettings(
-            block_interval=args.interval,
-            pbs_gas_limit=args.pbs_gas_limit,
-            basic_cus=args.basic_cus,
-            cu_cores=args.cu_cores,
-            seed=args.seed,
-        )
-    actor = CoordinatorActor.options(name=ACTOR_NAME, get_if_exists=True).remote(
-        settings, accounts, settings.seed, args.data_dir or None, args.hints or None
-    )
-    ray.get(actor.start.remote())
-    app = create_app(RayBackend(actor))
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    return uvicorn.Server(config), actor
-
-
-def elastic(args: argparse.Namespace) -> int:
-    """The elastic cluster's story (``cluster/story.py``): ``make run``."""
-    from cluster.autoscaler import ScalingPolicy
-    from cluster.story import RAMP, Phase, run_story
-    from coordinator.producer import CoordinatorSettings
-
-    start_ray(num_cpus=args.cpus, address=args.address, dashboard=args.dashboard)
-    settings = CoordinatorSettings(
-        block_interval=args.interval,
-        cu_cores=args.cu_cores,
-        policy=ScalingPolicy(max_cus=args.max_cus),
-    )
-    ramp = [Phase(p.intervals * args.stretch, p.txs) for p in RAMP]
-    result = run_story(settings, args.accounts, args.seed, ramp)
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.__dict__, indent=2))
-    return 0 if all(block["verified"] for block in result.blocks) else 1
-
-
 def hints_path(args: argparse.Namespace) -> Path | None:
     """Where the hint table persists: ``--hints``, else beside the chain's data."""
     if args.hints:
@@ -218,9 +139,7 @@ def hints_path(args: argparse.Namespace) -> Path | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evmpp", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("run", help="generate blocks; run them sequentially and in parallel")
+    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     p.add_argument("--blocks", type=int, default=5, help="blocks to generate (default 5)")
     p.add_argument("--txs", type=int, default=1000, help="transactions per block")
     p.add_argument("--workers", type=int, default=2, help="workers in the Compute Unit")
@@ -262,50 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CAP_BYTES,
         help="the hint table's size cap; the least useful entries are evicted past it",
     )
-    p.set_defaults(func=run)
-    p = commands.add_parser(
-        "elastic", help="the elastic cluster's story: ramp, subscription, scaling (make run)"
-    )
-    p.add_argument("--interval", type=float, default=0.1, help="block interval in seconds")
-    p.add_argument("--cu-cores", type=int, default=2, help="workers per Compute Unit")
-    p.add_argument("--max-cus", type=int, default=4, help="most CUs the basic pool may have")
-    p.add_argument("--cpus", type=int, default=16, help="logical CPUs of the embedded Ray")
-    p.add_argument("--accounts", type=int, default=500, help="funded genesis accounts")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--address", default=None, help="join this Ray cluster instead")
-    p.add_argument("--json", default="", help="write blocks, events and subscription here")
-    p.add_argument(
-        "--dashboard", action="store_true", help="start Ray's dashboard (localhost:8265)"
-    )
-    p.add_argument("--stretch", type=int, default=1, help="make each ramp phase N times longer")
-    p.set_defaults(func=elastic)
-    p = commands.add_parser("serve", help="run the elastic cluster and its HTTP API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--address", default=None, help="join this Ray cluster instead")
-    p.add_argument("--cpus", type=int, default=16, help="logical CPUs of an embedded Ray")
-    p.add_argument("--interval", type=float, default=1.0, help="block interval in seconds")
-    p.add_argument("--pbs-gas-limit", type=int, default=30_000_000)
-    p.add_argument("--basic-cus", type=int, default=1)
-    p.add_argument("--cu-cores", type=int, default=2)
-    p.add_argument("--accounts", type=int, default=2000, help="funded genesis accounts")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--data-dir", default="", help="keep the chain's storage here")
-    p.add_argument("--hints", default="", help="keep the hint table here")
-    p.add_argument("--config", default="", help="settings file (YAML); overrides the above")
-    p.set_defaults(func=serve)
-    p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
-    p.add_argument("folders", nargs="+", help="block folders, or directories holding them")
-    p.add_argument(
-        "--always-parallel",
-        action="store_true",
-        help="dispatch every block to the workers, even those too small to gain from it",
-    )
-    p.add_argument("--workers", type=int, default=2, help="workers in the Compute Unit")
-    p.add_argument("--json", default="", help="write every row and a summary to this path")
-    p.add_argument("--address", default=None, help="join this Ray cluster instead")
-    p.set_defaults(func=replay)
-    return parser
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             build_parser().error(f"--{name.replace('_', '-')} must be at least 1")
-    return args.func(args)
+    return run(args)
 
 
 if __name__ == "__main__":

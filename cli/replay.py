@@ -182,3 +182,17 @@ def replay(args: argparse.Namespace) -> int:
             json.dumps({"rows": [r.as_dict() for r in rows], "summary": summary}, indent=2)
         )
     return 0 if passed == len(rows) else 1
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
+    p.add_argument("folders", nargs="+", help="block folders, or directories holding them")
+    p.add_argument(
+        "--always-parallel",
+        action="store_true",
+        help="dispatch every block to the workers, even those too small to gain from it",
+    )
+    p.add_argument("--workers", type=int, default=2, help="workers in the Compute Unit")
+    p.add_argument("--json", default="", help="write every row and a summary to this path")
+    p.add_argument("--address", default=None, help="join this Ray cluster instead")
+    p.set_defaults(func=replay)

@@ -1,13 +1,15 @@
-"""``evmpp elastic`` (``make run``): the elastic cluster's whole story on an embedded Ray.
+"""``make run`` (``python -m bench.story``): the elastic cluster's whole story on an embedded Ray.
 
-The coordinator actor produces a block every interval on a Compute Unit pool; the HTTP API
-serves on a free local port. A load generator submits signed transactions at a rate that
-ramps up (4x) and back down; mid-run the NFT's deployer subscribes it to elastic block space
-through the API (``POST /v1/ebs/subscriptions``), after which mints run in its EBS on its own
-CU while the rest floods the public block space. The report shows each block (transactions
-per space, TPS, CUs per pool, the EBS's gas limit and P) with the cluster's events (proposals,
-votes, scaling steps, the subscription) where they happened; every block is checked against
-sequential py-evm. ``bench/elastic.py`` drives the same story to measure it.
+A node (the coordinator actor, as ``evmpp serve`` runs it) starts from a genesis holding the
+workload's contracts and serves JSON-RPC and the REST API on a free local port. A load
+generator sends signed transactions over JSON-RPC (``eth_sendRawTransaction``, in batches) at a
+rate that ramps up (4x) and back down; mid-run the NFT's deployer subscribes it to elastic
+block space over the REST API (``POST /v1/ebs/subscriptions``), after which mints run in its
+EBS on its own CU while the rest floods the public block space. The report shows each block
+(transactions per space, TPS, CUs per pool, the EBS's gas limit and P) with the cluster's
+events (proposals, votes, scaling steps, the subscription) where they happened; the node's
+verifier replica re-executes every block on sequential py-evm. ``bench/elastic.py`` drives the
+same story to measure it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ import httpx
 import ray
 import uvicorn
 
+from api import create_app
 from bench.workload.blocks import BlockGenerator, Mix
-from bench.workload.genesis import ETHER, Genesis, build_genesis, sign
-from coordinator.coordinator import CoordinatorActor, RayBackend
-from coordinator.producer import PBS, CoordinatorSettings
-from ebs.api import create_app
+from bench.workload.genesis import ETHER, Genesis, build_genesis, chain_genesis, sign
+from coordinator.coordinator import CoordinatorActor, RayNode
+from coordinator.producer import CoordinatorSettings
+from coordinator.scaling import PBS
 from ebs.subscription import REGISTRY, subscribe_data
 
 STORY_MIX = Mix({"erc20": 0.6, "transfer": 0.2, "mint": 0.2})
@@ -57,13 +60,39 @@ class ApiServer:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(RayBackend(actor)), port=self.port, log_level="error")
+        config = uvicorn.Config(create_app(RayNode(actor)), port=self.port, log_level="error")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         while not self.server.started:
             time.sleep(0.05)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+
+    def send_raw(self, raws: Sequence[bytes]) -> int:
+        """Send transactions over JSON-RPC in batches; how many the node took."""
+        taken = 0
+        for start in range(0, len(raws), 500):
+            batch = [
+                {
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "method": "eth_sendRawTransaction",
+                    "params": ["0x" + raw.hex()],
+                }
+                for i, raw in enumerate(raws[start : start + 500])
+            ]
+            answers = self.client.post("/", json=batch).json()
+            taken += sum(1 for answer in answers if "result" in answer)
+        return taken
+
+    def wait_verified(self, timeout: float = 120.0) -> None:
+        """Until the verifier replica has checked every block committed so far."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            verifier = self.client.get("/v1/cluster").json()["verifier"]
+            if not verifier["enabled"] or verifier["lag"] == 0:
+                return
+            time.sleep(0.2)
 
     def close(self) -> None:
         self.client.close()
@@ -89,7 +118,7 @@ def run_story(
     """Run the story on the started Ray; ``subscribe_after`` intervals in, the dApp
     subscribes (None: never)."""
     genesis = build_genesis(accounts, seed=seed)
-    actor = CoordinatorActor.remote(settings, accounts, seed)
+    actor = CoordinatorActor.remote(chain_genesis(genesis), settings)
     api = ApiServer(actor)
     generator = BlockGenerator(genesis, STORY_MIX, 0.8, seed)
     submitted = 0
@@ -104,13 +133,12 @@ def run_story(
                         "/v1/ebs/subscriptions", json={"raw": subscription_raw(genesis)}
                     )
                     response.raise_for_status()
-                raws = [tx.encode() for tx in generator.block(phase.txs)]
-                ok, result = ray.get(actor.call.remote("submit_many", raws))
-                submitted += result[0] if ok else 0
+                submitted += api.send_raw([tx.encode() for tx in generator.block(phase.txs)])
                 interval += 1
                 time.sleep(max(0.0, settings.block_interval - (time.monotonic() - started)))
         time.sleep(3 * settings.block_interval)  # the last transactions land
         ray.get(actor.stop.remote())
+        api.wait_verified()
         client = api.client
         latest = client.get("/v1/blocks/latest").json()["number"]
         blocks = [client.get(f"/v1/blocks/{n}").json() for n in range(1, latest + 1)]
@@ -129,7 +157,7 @@ def run_story(
 def print_story(result: StoryResult) -> None:
     by_block: dict[int, list[dict]] = {}
     for event in result.events:
-        if event["kind"] != "rejection":
+        if event["kind"] != "dropped":
             by_block.setdefault(event["block"], []).append(event)
     print(
         f"{'block':>5} {'pbs txs':>7} {'ebs txs':>7} {'tps':>6} {'pbs CUs':>7} "
@@ -166,3 +194,44 @@ def print_story(result: StoryResult) -> None:
             f"EBS {sub['id']} ({sub['status']} on {sub['cu']}): gas limit "
             f"{sub['gas_limit']:,}, P {sub['parallelism']}"
         )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import json
+    from pathlib import Path
+
+    from cluster.autoscaler import ScalingPolicy
+    from cluster.runtime import start_ray
+
+    p = argparse.ArgumentParser(prog="python -m bench.story", description=__doc__)
+    p.add_argument("--interval", type=float, default=0.1, help="block interval in seconds")
+    p.add_argument("--cu-cores", type=int, default=2, help="workers per Compute Unit")
+    p.add_argument("--max-cus", type=int, default=4, help="most CUs the basic pool may have")
+    p.add_argument("--cpus", type=int, default=16, help="logical CPUs of the embedded Ray")
+    p.add_argument("--accounts", type=int, default=500, help="funded genesis accounts")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--address", default=None, help="join this Ray cluster instead")
+    p.add_argument("--json", default="", help="write blocks, events and subscription here")
+    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (:8265)")
+    p.add_argument("--stretch", type=int, default=1, help="make each ramp phase N times longer")
+    args = p.parse_args(argv)
+    start_ray(num_cpus=args.cpus, address=args.address, dashboard=args.dashboard)
+    settings = CoordinatorSettings(
+        block_interval=args.interval,
+        cu_cores=args.cu_cores,
+        policy=ScalingPolicy(max_cus=args.max_cus),
+    )
+    ramp = [Phase(phase.intervals * args.stretch, phase.txs) for phase in RAMP]
+    result = run_story(settings, args.accounts, args.seed, ramp)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.__dict__, indent=2))
+    return 0 if all(block["verified"] for block in result.blocks) else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
