@@ -5,14 +5,14 @@ import json
 import pytest
 
 from bench.workload.blocks import Mix
-from cluster.cli import main
+from bench.compare import main
 from storage.committer import Committer
 from storage.ss import StorageError
 
 
 def test_run_prints_table_and_writes_json(ray_cluster, tmp_path, capsys):
     out = tmp_path / "run.json"
-    argv = ["run", "--blocks", "2", "--txs", "40", "--accounts", "60", "--json", str(out)]
+    argv = ["--blocks", "2", "--txs", "40", "--accounts", "60", "--json", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "speedup" in printed and "re-exec" in printed
@@ -30,12 +30,12 @@ def test_bad_mix_is_a_clear_error(text):
 
 def test_nonpositive_counts_are_refused():
     with pytest.raises(SystemExit):
-        main(["run", "--txs", "0"])
+        main(["--txs", "0"])
 
 
 def test_run_persists_every_block_in_the_data_dir(ray_cluster, tmp_path, capsys):
     data, out = tmp_path / "data", tmp_path / "run.json"
-    argv = ["run", "--blocks", "2", "--txs", "30", "--accounts", "50", "--json", str(out)]
+    argv = ["--blocks", "2", "--txs", "30", "--accounts", "50", "--json", str(out)]
     assert main([*argv, "--data-dir", str(data)]) == 0
     rows = json.loads(out.read_text())["rows"]
     committer = Committer(data)
@@ -50,7 +50,7 @@ def test_run_persists_every_block_in_the_data_dir(ray_cluster, tmp_path, capsys)
 
 def test_run_with_pruning_and_without_write_sets(ray_cluster, tmp_path):
     data = tmp_path / "data"
-    argv = ["run", "--blocks", "3", "--txs", "20", "--accounts", "40", "--data-dir", str(data)]
+    argv = ["--blocks", "3", "--txs", "20", "--accounts", "40", "--data-dir", str(data)]
     assert main([*argv, "--keep-versions", "1", "--no-writesets"]) == 0
     committer = Committer(data, keep_writesets=False)
     assert committer.mark.number == 3 and committer.ss.writeset(3) is None
@@ -62,7 +62,7 @@ def test_run_with_pruning_and_without_write_sets(ray_cluster, tmp_path):
 
 def test_hints_persist_across_runs_and_no_hints_turns_them_off(ray_cluster, tmp_path):
     hints, out = tmp_path / "hints", tmp_path / "run.json"
-    argv = ["run", "--blocks", "2", "--txs", "40", "--accounts", "60", "--json", str(out)]
+    argv = ["--blocks", "2", "--txs", "40", "--accounts", "60", "--json", str(out)]
     assert main([*argv, "--hints", str(hints)]) == 0
     cold = json.loads(out.read_text())["rows"]
     assert cold[0]["recall"] < 0.5 and cold[0]["preload_hit_rate"] is not None
