@@ -151,10 +151,11 @@ class BlockProducer:
             settings.allow_unprotected,
         )
         self.verifier: VerifierAPI | None = None
+        self._verdicts_lock = threading.Lock()
         self.verified = 0
         self.lag_max = 0
         if settings.verify and make_verifier is not None:
-            self.verifier = make_verifier(state, genesis.spec.chain_id, self.builder.vm_at)
+            self.verifier = make_verifier(state, genesis.spec.chain_id, genesis.spec.vm_class_at)
             for number in range(1, self.number + 1):  # a restarted replica catches up
                 self.verifier.submit(self.builder.committed(number))
 
@@ -240,6 +241,10 @@ class BlockProducer:
         """Collect the verifier's verdicts; halt production on a mismatch."""
         if self.verifier is None:
             return []
+        with self._verdicts_lock:  # the producer and API threads both ask
+            return self._collect()
+
+    def _collect(self) -> list[Verdict]:
         verdicts = self.verifier.poll()
         for verdict in verdicts:
             if verdict.matches:
@@ -256,6 +261,7 @@ class BlockProducer:
     def verifier_state(self) -> VerifierState:
         if self.verifier is None:
             return VerifierState(False, 0, 0, 0)
+        self.check_verifier()
         return VerifierState(True, self.verified, self.verifier.lag(), self.lag_max)
 
     def record(self, number: int | None) -> BlockRecord | None:

@@ -13,13 +13,14 @@ import ray
 import uvicorn
 from support import generator, small_genesis
 
-from bench.workload.genesis import ETHER, sign
+from api import create_app
+from bench.story import Phase, run_story
+from bench.workload.genesis import ETHER, chain_genesis, sign
+from cli.main import build_parser
+from cli.serve import api_server
 from cluster.autoscaler import ScalingPolicy
-from cluster.cli import api_server, build_parser
-from cluster.story import Phase, run_story
-from coordinator.coordinator import CoordinatorActor, RayBackend
+from coordinator.coordinator import CoordinatorActor, RayNode
 from coordinator.producer import CoordinatorSettings
-from ebs.api import create_app
 from ebs.subscription import REGISTRY, subscribe_data
 
 SETTINGS = CoordinatorSettings(
@@ -49,10 +50,10 @@ def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
 
 @pytest.fixture
 def api(ray_cluster):
-    actor = CoordinatorActor.remote(SETTINGS, 120, 3)
+    actor = CoordinatorActor.remote(chain_genesis(small_genesis()), SETTINGS)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(RayBackend(actor)), port=port, log_level="warning")
+        uvicorn.Config(create_app(RayNode(actor)), port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -72,10 +73,10 @@ def post(client: httpx.Client, path: str, tx) -> httpx.Response:
 def test_subscribe_scale_up_and_down_survive_a_dead_worker(api):
     actor, client = api
     g = small_genesis()
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "head": 0}
     nonce = g.nonces[g.deployer.address]
     sub = subscribe_data([(g.nft, 3)], ETHER)
-    forged = sign(g.wallets[0], 0, REGISTRY, sub, ETHER, 100_000)
+    forged = sign(g.wallets[0], g.nonces[g.wallets[0].address], REGISTRY, sub, ETHER, 100_000)
     refused = post(client, "/v1/ebs/subscriptions", forged)
     assert refused.status_code == 403 and "not the deployer" in refused.json()["detail"]
     assert client.post("/v1/transactions", json={"raw": "0xzz"}).status_code == 422
@@ -124,6 +125,8 @@ def test_subscribe_scale_up_and_down_survive_a_dead_worker(api):
     assert votes[0]["message"].startswith("approved") and len(votes[0]["data"]["ballots"]) == 4
     assert any("died mid-block" in e["message"] for e in log if e["kind"] == "failure")
 
+    ray.get(actor.stop.remote())
+    wait_for(lambda: client.get("/v1/cluster").json()["verifier"]["lag"] == 0, what="verifier")
     latest = client.get("/v1/blocks/latest").json()["number"]
     blocks = [client.get(f"/v1/blocks/{n}").json() for n in range(1, latest + 1)]
     assert all(b["verified"] for b in blocks), "a block differs from sequential py-evm"
@@ -151,7 +154,7 @@ def test_serve_reads_the_charts_settings_and_answers(ray_cluster, tmp_path):
     config = tmp_path / "evmpp.yaml"
     config.write_text(
         "block_interval: 0.2\npbs_gas_limit: 20000000\nbasic_cus: 1\ncu_cores: 1\n"
-        "ebs_slots: 1\nvalidators: 3\nseed: 3\naccounts: 120\n"
+        "ebs_slots: 1\nvalidators: 3\nseed: 3\ngenesis: dev\n"
         "policy: {up: 1.5, down: 0.2, target: 0.75, window: 2, max_cus: 2}\n"
     )
     port = free_port()
@@ -174,7 +177,7 @@ def test_serve_reads_the_charts_settings_and_answers(ray_cluster, tmp_path):
     try:
         wait_for(lambda: server.started, 30, "evmpp serve")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            assert client.get("/healthz").json() == {"status": "ok"}
+            assert client.get("/healthz").json()["status"] == "ok"
             latest = wait_for(
                 lambda: (r := client.get("/v1/blocks/latest")).status_code == 200 and r.json(),
                 what="a block",
