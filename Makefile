@@ -35,6 +35,7 @@ helm-tools:
 
 # -X faulthandler: a crash, even at interpreter exit after the summary, prints Python's stacks.
 test: $(STAMP) helm-tools
+	$(BIN)/lint-imports
 	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -X faulthandler -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
+from compute_unit.groups import Group, assign_groups
 from compute_unit.state import StateReader, WriteLayer
-from coordinator.grouping import Group, assign_groups
 
 
 class CuPool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from eth.abc import AccountDatabaseAPI, MetaWitnessAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
@@ -35,11 +35,11 @@ from eth_hash.auto import keccak
 
 from storage.keys import (
     ACCT,
-    CODE,
     EMPTY_ACCOUNT,
     SLOT,
     AccountFields,
     StateKey,
+    StateReader,
     acct_key,
     code_key,
     slot_key,
@@ -58,12 +58,6 @@ def read_holds(seen: Any, current: Any) -> bool:
     if isinstance(seen, BlindAccount):
         return current is not None and (current.nonce, current.code_hash) == seen
     return seen == current
-
-
-class StateReader(Protocol):
-    """Read side of a state: raw stored values (``None`` when absent) by state key."""
-
-    def get(self, key: StateKey) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -426,26 +420,3 @@ class OverlayAccountDB(AccountDatabaseAPI):
 
     def persist(self) -> MetaWitnessAPI:
         raise NotImplementedError("the overlay never persists: write sets go to the committer")
-
-
-@dataclass
-class StateDump:
-    """Accounts, code and storage of a state, for loading into another store."""
-
-    accounts: dict[bytes, AccountFields] = field(default_factory=dict)
-    code: dict[bytes, bytes] = field(default_factory=dict)
-    storage: dict[bytes, dict[int, int]] = field(default_factory=dict)
-
-    @classmethod
-    def from_items(cls, items: Iterable[tuple[StateKey, Any]]) -> StateDump:
-        dump = cls()
-        for key, value in items:
-            if value is None:
-                continue
-            if key[0] == ACCT:
-                dump.accounts[key[1]] = value
-            elif key[0] == CODE:
-                dump.code[key[1]] = value
-            elif value:
-                dump.storage.setdefault(key[1], {})[key[2]] = value
-        return dump

@@ -16,8 +16,8 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
+from compute_unit.groups import Group, assign_groups
 from compute_unit.state import StateReader, WriteLayer
-from coordinator.grouping import Group, assign_groups
 
 
 @ray.remote(num_cpus=1, max_restarts=0)

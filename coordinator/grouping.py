@@ -23,9 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from compute_unit.groups import Group, assign_groups  # noqa: F401  (re-exported)
 from storage.keys import CODE, StateKey
-
-Group = list[int]
 
 
 def group_by_sender(
@@ -118,17 +117,6 @@ def pack_components(
         groups[g].extend(component)
         heapq.heappush(load, (size + weight(component), g))
     return [sorted(group) for group in groups if group]
-
-
-def assign_groups(groups: Sequence[Group], n_workers: int) -> list[list[Group]]:
-    """Deal groups to workers, largest first onto the least loaded worker."""
-    shares: list[list[Group]] = [[] for _ in range(n_workers)]
-    loads = [0] * n_workers
-    for group in sorted(groups, key=len, reverse=True):
-        target = loads.index(min(loads))
-        shares[target].append(group)
-        loads[target] += len(group)
-    return shares
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,7 @@ from eth.constants import EMPTY_SHA3
 from rlp.codec import encode_raw
 from rlp.exceptions import DecodingError
 
-from compute_unit.state import StateReader
-from storage.keys import acct_key, int_bytes
+from storage.keys import StateReader, acct_key, int_bytes
 
 REGISTRY = bytes.fromhex("000000000000000000000000000000000000e85b")
 SUBSCRIBE, CANCEL = 0x01, 0x02

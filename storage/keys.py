@@ -7,8 +7,9 @@ its bytecode, ``('slot', address, slot)`` one storage word. Values are ``Account
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
 
 import rlp
 from eth.constants import EMPTY_SHA3
@@ -101,3 +102,32 @@ def genesis_state(alloc: Mapping[bytes, Any]) -> list[tuple[StateKey, Any]]:
             (slot_key(address, slot), value) for slot, value in account.storage.items() if value
         )
     return items
+
+
+class StateReader(Protocol):
+    """Read side of a state: raw stored values (``None`` when absent) by state key."""
+
+    def get(self, key: StateKey) -> Any: ...
+
+
+@dataclass
+class StateDump:
+    """Accounts, code and storage of a state, for loading into another store."""
+
+    accounts: dict[bytes, AccountFields] = field(default_factory=dict)
+    code: dict[bytes, bytes] = field(default_factory=dict)
+    storage: dict[bytes, dict[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_items(cls, items: Iterable[tuple[StateKey, Any]]) -> StateDump:
+        dump = cls()
+        for key, value in items:
+            if value is None:
+                continue
+            if key[0] == ACCT:
+                dump.accounts[key[1]] = value
+            elif key[0] == CODE:
+                dump.code[key[1]] = value
+            elif value:
+                dump.storage.setdefault(key[1], {})[key[2]] = value
+        return dump

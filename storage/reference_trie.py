@@ -16,8 +16,7 @@ from eth.constants import EMPTY_SHA3
 from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
 
-from compute_unit.state import StateDump
-from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey
+from storage.keys import ACCT, CODE, SLOT, AccountFields, StateDump, StateKey
 
 
 def load_state(account_db: AccountDatabaseAPI, items: Iterable[tuple[StateKey, Any]]) -> bytes:

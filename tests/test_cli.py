@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bench.workload.blocks import Mix
 from bench.compare import main
+from bench.workload.blocks import Mix
 from storage.committer import Committer
 from storage.ss import StorageError
 

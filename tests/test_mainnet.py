@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from bench.mainnet_blocks import mainnet_blocks_dir
-from cli.replay import expand_folders, header_checks, replay_block
 from cli.main import main
+from cli.replay import expand_folders, header_checks, replay_block
 from compute_unit.sequential import SequentialChain
 from compute_unit.worker import ComputeUnit
 from coordinator.block_import import ExpectedHeader, load_block_folder
