@@ -103,13 +103,20 @@ def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    server, _ = api_server(args)
+    import ray
+
+    server, actor = api_server(args)
     print(
         f"evmpp: JSON-RPC on http://{args.host}:{args.port} (POST /), REST under /v1, "
         "docs at /docs",
         file=sys.stderr,
     )
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn shuts down on SIGINT, then raises it again
+        pass
+    finally:  # stop producing and close the chain's stores before Ray goes away
+        ray.get(actor.shutdown.remote(), timeout=60)
     return 0
 
 
