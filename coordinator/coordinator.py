@@ -73,18 +73,6 @@ def _method_names(protocol: type) -> list[str]:
 NODE_METHODS = _method_names(NodeAPI)
 
 
-def _verifier_factory(genesis: Genesis) -> Any:
-    """``RayVerifier`` with the chain spec's ``vm_class_at`` for the fork schedule: the
-    producer hands over its builder's bound ``vm_at``, which holds the builder (locks, stores)
-    and cannot be sent to the replica actor; the spec's method is the same function and
-    pickles."""
-
-    def make(state: Any, chain_id: int, vm_at: Any) -> RayVerifier:
-        return RayVerifier(state, chain_id, genesis.spec.vm_class_at)
-
-    return make
-
-
 @ray.remote(num_cpus=0, max_concurrency=32)
 class CoordinatorActor:
     """The node in the coordinator actor: produces blocks on a thread, answers ``NodeAPI``."""
@@ -105,7 +93,7 @@ class CoordinatorActor:
             data_dir,
             hints_dir,
             on_block=metrics.on_block,
-            make_verifier=_verifier_factory(genesis),
+            make_verifier=RayVerifier,
         )
         self.node = Node(self.producer)
         self._stop = threading.Event()

@@ -353,8 +353,7 @@ class Node:
 
     def health(self) -> Health:
         producer = self.producer
-        # the block loop alone polls the verifier: a second poller on this thread would race
-        # it on the replica's outstanding results (RayVerifier is not thread-safe)
+        # verifier_state() collects the replica's verdicts (under the producer's lock)
         if producer.halted is not None:
             return Health(False, self.head(), f"block production halted: {producer.halted}")
         lag = producer.verifier_state().lag
