@@ -389,13 +389,30 @@ def _recover_sender(rules: AdmissionRules, tx: SignedTransactionAPI) -> bytes:
         raise TxRejected(INVALID_SIG)
     if rules.homestead and s > SECP256K1_N // 2:  # EIP-2
         raise TxRejected(INVALID_SIG)
+    cached = tx.__dict__.get("sender")  # py-evm's cached_property: recovered already
+    if cached is not None:
+        return cached
     try:
         signature = keys.Signature(vrs=(parity, r, s))
         message = keccak(tx.get_message_for_signing())
         public_key = signature.recover_public_key_from_msg_hash(message)
     except Exception as err:  # BadSignature and friends
         raise TxRejected(f"invalid sender: {type(err).__name__}: {err}") from err
-    return public_key.to_canonical_address()
+    sender = public_key.to_canonical_address()
+    tx.__dict__["sender"] = sender  # recovered once per transaction object (py-evm's cache)
+    return sender
+
+
+class _Address:
+    """A sender as geth prints it (EIP-55), formatted only if a message needs it."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __str__(self) -> str:
+        return to_checksum_address(self.raw)
 
 
 def check_tx(rules: AdmissionRules, tx: SignedTransactionAPI) -> bytes:
@@ -420,7 +437,7 @@ def check_tx(rules: AdmissionRules, tx: SignedTransactionAPI) -> bytes:
     if fee_cap < tip_cap:
         raise TxRejected("max priority fee per gas higher than max fee per gas")
     sender = _recover_sender(rules, tx)
-    address = to_checksum_address(sender)
+    address = _Address(sender)
     if tx.nonce == UINT64_MAX:  # EIP-2681
         raise TxRejected("nonce has max value")
     if tx.gas * fee_cap > UINT256_MAX:  # geth t8ntool's check; a pool refuses it on funds
@@ -448,7 +465,7 @@ def check_tx(rules: AdmissionRules, tx: SignedTransactionAPI) -> bytes:
     return sender
 
 
-def _check_blob_fields(rules: AdmissionRules, tx: SignedTransactionAPI, address: str) -> None:
+def _check_blob_fields(rules: AdmissionRules, tx: SignedTransactionAPI, address: object) -> None:
     """The blob rules of geth's ``validateBlobTx`` and ``preCheck`` that need no sidecar."""
     if not tx.to:
         raise TxRejected("blob transaction of type create")
@@ -498,7 +515,7 @@ def check_with_state(
 
     A sender with code is refused (EIP-3607) unless the code is an EIP-7702 delegation
     (pass ``code`` to allow that). ``allow_gap``: a nonce above ``nonce`` is fine (a pool)."""
-    address = to_checksum_address(sender)
+    address = _Address(sender)
     if tx.nonce < nonce:
         raise TxRejected(f"nonce too low: address {address}, tx: {tx.nonce} state: {nonce}")
     if tx.nonce > nonce and not allow_gap:

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import rlp
 from eth._utils.address import generate_contract_address
 from eth.abc import BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI
-from eth.db.trie import make_trie_root_and_nodes
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE, GAS_PER_BLOB
 from eth_hash.auto import keccak
 
 from compute_unit.executor import BlockEnv
 from coordinator.verifier import CommittedBlock, bloom_of
 from storage.chaindata import StoredBlock, StoredLog
+from storage.mpt import ordered_root
 
 MAX_ANCESTORS = 256  # BLOCKHASH reaches this far back
 
@@ -81,10 +81,12 @@ def seal(
     header = env.header
     base_fee = getattr(header, "base_fee_per_gas", None)
     gas_used = receipts[-1].gas_used if receipts else 0
+    encoded_txs = tuple(tx.encode() for tx in txs)
+    encoded_receipts = tuple(receipt.encode() for receipt in receipts)
     changes = {
         "state_root": state_root,
-        "transaction_root": make_trie_root_and_nodes(txs)[0],
-        "receipt_root": make_trie_root_and_nodes(receipts)[0],
+        "transaction_root": ordered_root(encoded_txs),
+        "receipt_root": ordered_root(encoded_receipts),
         "bloom": bloom_of(receipts),
         "gas_used": gas_used,
     }
@@ -108,9 +110,9 @@ def seal(
         number=header.block_number,
         hash=block_hash,
         header=rlp.encode(header),
-        transactions=tuple(tx.encode() for tx in txs),
+        transactions=encoded_txs,
         senders=tuple(tx.sender for tx in txs),
-        receipts=tuple(receipt.encode() for receipt in receipts),
+        receipts=encoded_receipts,
         logs=tuple(logs),
         bloom=header.bloom.to_bytes(256, "big"),
         tx_hashes=tuple(tx.hash for tx in txs),

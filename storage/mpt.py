@@ -13,9 +13,10 @@ Roots are the same as py-trie's ``HexaryTrie`` for the same keys and values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth_hash.auto import keccak
 from rlp.codec import encode_raw  # bytes and lists only: no sedes inference (hot path)
@@ -305,3 +306,13 @@ class Trie:
         if isinstance(child, Extension):
             return Extension(prefix + child.path, child.child)
         return Extension(prefix, child)
+
+
+def ordered_root(items: Sequence[bytes]) -> bytes:
+    """The root of an Ethereum list trie (transactions, receipts, withdrawals): item ``i``
+    under key ``rlp(i)``; the same root as py-evm's ``make_trie_root_and_nodes``, without
+    its node store (a block's builder needs only the root)."""
+    trie = Trie()
+    for index, item in enumerate(items):
+        trie.put(rlp.encode(index), item)
+    return trie.root_hash
