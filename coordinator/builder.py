@@ -206,6 +206,7 @@ class BlockBuilder:
             self.data.record_dropped(dropped)
         with self.lock:
             self.pool.reset([tx.hash for tx in kept], [(d.hash, d.reason) for d in dropped])
+            self.record_evicted({d.hash for d in dropped})
             self.head = sealed.header
             self.ancestors.appendleft(sealed.header.hash)
         space_of = {i: name for name, indices in assignment.items() for i in indices}
@@ -226,6 +227,14 @@ class BlockBuilder:
             sealed=sealed,
             state_before=state_before,
         )
+
+    def record_evicted(self, recorded: set[bytes] | frozenset[bytes] = frozenset()) -> None:
+        """Record what the pool evicted (replaced, stale, unfunded, over its caps, expired)
+        as dropped with the pool's reason and no block, but those in ``recorded``."""
+        with self.lock:
+            evicted = [e for e in self.pool.take_evicted() if e.hash not in recorded]
+            if evicted:
+                self.data.record_dropped(DroppedTx(e.hash, e.reason, None) for e in evicted)
 
 
 def _empty_block(header: BlockHeaderAPI) -> StoredBlock:

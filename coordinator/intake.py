@@ -38,16 +38,20 @@ class Intake:
         state: Callable[[], StateReader],
         lock: threading.RLock,
         allow_unprotected: bool = False,
+        record_evicted: Callable[[], None] | None = None,
     ) -> None:
         """``next_env``: the env of the block being filled next (its rules apply);
         ``state``: the latest committed state; ``lock``: the node's, shared with block
-        building (the pool and the subscriptions change under it)."""
+        building (the pool and the subscriptions change under it); ``record_evicted``:
+        called after each addition to record what the pool evicted for it (a replaced
+        transaction, one pushed out by the caps), so the node can answer for it."""
         self.pool = pool
         self.book = book
         self.next_env = next_env
         self.state = state
         self.lock = lock
         self.allow_unprotected = allow_unprotected
+        self.record_evicted = record_evicted
 
     def rules(self) -> AdmissionRules:
         return AdmissionRules.from_env(self.next_env(), allow_unprotected=self.allow_unprotected)
@@ -88,4 +92,7 @@ class Intake:
                 self.pool.add(tx, sender, rules.base_fee or 0)
             except PoolError as err:
                 raise NodeError(str(err)) from err
+            finally:  # a refused one can have evicted others too (the caps)
+                if self.record_evicted is not None:
+                    self.record_evicted()
         return tx

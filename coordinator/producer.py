@@ -149,6 +149,7 @@ class BlockProducer:
             lambda: self.chain.snapshot,
             self.lock,
             settings.allow_unprotected,
+            self.builder.record_evicted,
         )
         self.verifier: VerifierAPI | None = None
         self._verdicts_lock = threading.Lock()
