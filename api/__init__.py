@@ -16,6 +16,7 @@ from api.app import (
     create_app,
     create_rpc_app,
     create_rpc_router,
+    rpc_handler,
 )
 from api.eth import METHODS
 from api.jsonrpc import Dispatcher, Method, Param, RpcError
@@ -34,4 +35,5 @@ __all__ = [
     "create_rest_router",
     "create_rpc_app",
     "create_rpc_router",
+    "rpc_handler",
 ]

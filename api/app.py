@@ -14,7 +14,8 @@ error is a -32700 answer). The node's calls block, so the dispatch runs in the t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -55,8 +56,12 @@ def create_rpc_router(
     max_body: int = MAX_BODY_BYTES,
     methods: Mapping[str, Method] = METHODS,
 ) -> APIRouter:
-    """A router answering Ethereum JSON-RPC on ``POST /`` against ``node``."""
-    dispatcher = Dispatcher(node, methods)
+    """A router answering Ethereum JSON-RPC on ``POST /`` against ``node``.
+
+    A node in another process that can answer whole bodies (``dispatch``, the Ray shell's:
+    ``rpc_handler`` runs there) gets each request or batch in one round trip; otherwise the
+    body is dispatched here, a node call per request."""
+    handle = getattr(node, "dispatch", None) or Dispatcher(node, methods).handle
     router = APIRouter()
 
     @router.post("/", summary="Ethereum JSON-RPC 2.0 (single or batch)")
@@ -67,12 +72,18 @@ def create_rpc_router(
         body = await _read_body(request, max_body)
         if body is None:
             return _error(413, f"content length too large (>{max_body} bytes)")
-        answer = await run_in_threadpool(dispatcher.handle, body)
+        answer = await run_in_threadpool(handle, body)
         if answer is None:  # notifications only
             return Response(status_code=200)
         return Response(json.dumps(answer), media_type="application/json")
 
     return router
+
+
+def rpc_handler(node: EthereumAPI) -> Callable[[bytes], Any]:
+    """A JSON-RPC body handler over ``node``, built where the node lives (the coordinator
+    actor is given this function, so no request crosses Ray call by call)."""
+    return Dispatcher(node, METHODS).handle
 
 
 def create_rpc_app(node: EthereumAPI, max_body: int = MAX_BODY_BYTES) -> FastAPI:

@@ -25,7 +25,7 @@ import httpx
 import ray
 import uvicorn
 
-from api import create_app
+from api import create_app, rpc_handler
 from bench.workload.blocks import BlockGenerator, Mix
 from bench.workload.genesis import ETHER, Genesis, build_genesis, chain_genesis, sign
 from coordinator.coordinator import CoordinatorActor, RayNode
@@ -60,7 +60,8 @@ class ApiServer:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(RayNode(actor)), port=self.port, log_level="error")
+        app = create_app(RayNode(actor, rpc=True))
+        config = uvicorn.Config(app, port=self.port, log_level="error")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -118,7 +119,7 @@ def run_story(
     """Run the story on the started Ray; ``subscribe_after`` intervals in, the dApp
     subscribes (None: never)."""
     genesis = build_genesis(accounts, seed=seed)
-    actor = CoordinatorActor.remote(chain_genesis(genesis), settings)
+    actor = CoordinatorActor.remote(chain_genesis(genesis), settings, rpc=rpc_handler)
     api = ApiServer(actor)
     generator = BlockGenerator(genesis, STORY_MIX, 0.8, seed)
     submitted = 0

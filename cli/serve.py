@@ -85,7 +85,7 @@ def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
     import ray
     import uvicorn
 
-    from api import create_app
+    from api import create_app, rpc_handler
     from coordinator.coordinator import ACTOR_NAME, CoordinatorActor, RayNode
 
     settings, source = node_settings(args)
@@ -94,10 +94,10 @@ def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
         print(format_dev_accounts(dev_accounts()), file=sys.stderr)
     start_ray(num_cpus=args.cpus, address=args.address)
     actor = CoordinatorActor.options(name=ACTOR_NAME, get_if_exists=True).remote(
-        genesis, settings, args.data_dir or None, args.hints or None
+        genesis, settings, args.data_dir or None, args.hints or None, rpc_handler
     )
     ray.get(actor.start.remote())
-    app = create_app(RayNode(actor))
+    app = create_app(RayNode(actor, rpc=True))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     return uvicorn.Server(config), actor
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -83,7 +84,10 @@ class CoordinatorActor:
         settings: CoordinatorSettings,
         data_dir: str | None = None,
         hints_dir: str | None = None,
+        rpc: Callable[[Node], Callable[[bytes], Any]] | None = None,
     ) -> None:
+        """``rpc``: makes the JSON-RPC body handler over the node (``api.rpc_handler``;
+        given, not imported: the API layer sits above this one)."""
         metrics = ClusterMetrics()
         self.cus = RayCuFactory()
         self.producer = BlockProducer(
@@ -96,6 +100,7 @@ class CoordinatorActor:
             make_verifier=RayVerifier,
         )
         self.node = Node(self.producer)
+        self._rpc = None if rpc is None else rpc(self.node)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,6 +139,12 @@ class CoordinatorActor:
         except NodeError as err:
             return False, err
 
+    def dispatch(self, body: bytes) -> Any:
+        """A whole JSON-RPC body (a request or a batch) answered here: one round trip."""
+        if self._rpc is None:
+            raise RuntimeError("this coordinator was started without a JSON-RPC handler")
+        return self._rpc(body)
+
     def shutdown(self) -> None:
         self.stop()
         self.producer.close()
@@ -141,10 +152,16 @@ class CoordinatorActor:
 
 
 class RayNode:
-    """``NodeAPI`` forwarding every call to the coordinator actor."""
+    """``NodeAPI`` forwarding every call to the coordinator actor; with ``rpc`` (the actor
+    was given a JSON-RPC handler) whole JSON-RPC bodies go over in one call (``dispatch``)."""
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, rpc: bool = False) -> None:
         self.actor = actor
+        if rpc:
+            self.dispatch = self._dispatch
+
+    def _dispatch(self, body: bytes) -> Any:
+        return ray.get(self.actor.dispatch.remote(body))
 
     def _call(self, method: str, *args: Any) -> Any:
         ok, result = ray.get(self.actor.call.remote(method, *args))

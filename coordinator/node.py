@@ -10,6 +10,7 @@ to call from many threads while blocks are produced.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import rlp
@@ -56,6 +57,7 @@ FEE_HISTORY_MAX = 1024
 TIP_BLOCKS, TIP_PERCENTILE = 20, 60  # geth's gas price oracle
 DEFAULT_TIP = 10**9  # suggested when recent blocks hold no transactions
 MAX_BLOB_GAS = 786_432
+BLOCK_CACHE = 256
 
 
 class _StateAt:
@@ -75,6 +77,9 @@ class Node:
         self.producer = producer
         self.data = producer.data
         self.chain_id = producer.genesis.spec.chain_id
+        # committed blocks never change: decoded once, kept for the queries that follow
+        # (receipt polling asks for the same few blocks over and over)
+        self._block = lru_cache(maxsize=BLOCK_CACHE)(self.data.block)
 
     # -- chain ------------------------------------------------------------------------------
     def info(self) -> NodeInfo:
@@ -94,7 +99,7 @@ class Node:
         return ref
 
     def _stored(self, number: int) -> StoredBlock | None:
-        return self.data.block(number) if 0 <= number <= self.head() else None
+        return self._block(number) if 0 <= number <= self.head() else None
 
     def _header(self, block: StoredBlock) -> BlockHeaderAPI:
         return decode_header(block.header)
@@ -146,7 +151,11 @@ class Node:
     def _call_env(self, number: int) -> BlockEnv:
         block = self._stored(number)
         header = self._header(block)
-        ancestors = [self.data.block(n).hash for n in range(number - 1, max(-1, number - 257), -1)]
+        recent = tuple(self.producer.builder.ancestors)  # newest first, the head's first
+        if recent and recent[0] == block.hash:
+            ancestors = list(recent[1:])
+        else:
+            ancestors = [self._block(n).hash for n in range(number - 1, max(-1, number - 257), -1)]
         return BlockEnv(self._vm(header), header, self.chain_id, tuple(ancestors))
 
     def _message(self, request: CallRequest, gas: int) -> Message:
@@ -195,7 +204,7 @@ class Node:
         location = self.data.tx_location(tx_hash)
         if location is None or location[0] > self.head():
             return None
-        return self.data.block(location[0]), location[1]
+        return self._block(location[0]), location[1]
 
     def transaction(self, tx_hash: bytes) -> TxView | None:
         located = self._located(tx_hash)
@@ -251,7 +260,7 @@ class Node:
         views = []
         for item in found:
             if item.block_number not in blocks:
-                blocks[item.block_number] = self.data.block(item.block_number)
+                blocks[item.block_number] = self._block(item.block_number)
             views.append(log_view(blocks[item.block_number], item.log))
         return views
 
@@ -264,7 +273,7 @@ class Node:
         base_fees, ratios, rewards, blob_fees, blob_ratios = [], [], [], [], []
         header = None
         for number in range(oldest, newest + 1):
-            block = self.data.block(number)
+            block = self._block(number)
             header = self._header(block)
             base_fees.append(getattr(header, "base_fee_per_gas", None) or 0)
             ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0.0)
@@ -288,14 +297,14 @@ class Node:
         head = self.head()
         tips = []
         for number in range(max(1, head - TIP_BLOCKS + 1), head + 1):
-            tips.extend(self.data.block(number).effective_tips)
+            tips.extend(self._block(number).effective_tips)
         if not tips:
             return DEFAULT_TIP
         tips.sort()
         return tips[(len(tips) - 1) * TIP_PERCENTILE // 100]
 
     def gas_price(self) -> int:
-        header = self._header(self.data.block(self.head()))
+        header = self._header(self._block(self.head()))
         base = next_base_fee(header) if hasattr(header, "base_fee_per_gas") else 0
         return base + self.max_priority_fee()
 
