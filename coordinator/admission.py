@@ -509,14 +509,19 @@ def check_with_state(
     code_hash: bytes = EMPTY_SHA3,
     code: bytes | None = None,
     allow_gap: bool = False,
+    pool: bool = False,
 ) -> int:
     """geth ``preCheck``/``buyGas`` against the sender's next ``nonce`` and ``balance`` less
     ``pending_cost`` (its earlier admitted transactions); returns the tx's worst-case cost.
 
     A sender with code is refused (EIP-3607) unless the code is an EIP-7702 delegation
-    (pass ``code`` to allow that). ``allow_gap``: a nonce above ``nonce`` is fine (a pool)."""
+    (pass ``code`` to allow that). ``allow_gap``: a nonce above ``nonce`` is fine (a pool).
+    ``pool``: word refusals as geth's txpool does (``ValidateTransactionWithState``, what
+    ``eth_sendRawTransaction`` answers) rather than as its state transition does."""
     address = _Address(sender)
     if tx.nonce < nonce:
+        if pool:
+            raise TxRejected(f"nonce too low: next nonce {nonce}, tx nonce {tx.nonce}")
         raise TxRejected(f"nonce too low: address {address}, tx: {tx.nonce} state: {nonce}")
     if tx.nonce > nonce and not allow_gap:
         raise TxRejected(
@@ -528,6 +533,11 @@ def check_with_state(
         raise TxRejected(f"sender not an eoa: address {address}, codehash: 0x{code_hash.hex()}")
     cost = max_cost(tx)
     have = balance - pending_cost
+    if cost > have and pool:
+        raise TxRejected(
+            f"insufficient funds for gas * price + value: balance {have}, tx cost {cost}, "
+            f"overshot {cost - have}"
+        )
     if cost > have:
         raise TxRejected(
             f"insufficient funds for gas * price + value: address {address} have {have} want {cost}"

@@ -83,6 +83,7 @@ class Intake:
                     account.balance if account else 0,
                     code_hash=account.code_hash if account else EMPTY_SHA3,
                     allow_gap=True,
+                    pool=True,
                 )
             except ValidationError as err:
                 raise NodeError(str(err)) from err

@@ -244,13 +244,17 @@ class TxPool:
             )
         balance = self.state.balance(sender)
         acct = self._accounts.get(sender)
-        need = entry.cost + (acct.cost_below(nonce) if acct is not None else 0)
-        for want in (entry.cost, need):
-            if balance < want:
-                raise PoolError(
-                    "insufficient funds for gas * price + value: "
-                    f"address {to_checksum_address(sender)} have {balance} want {want}"
-                )
+        queued = acct.cost_below(nonce) if acct is not None else 0
+        if balance < entry.cost:  # geth's messages (txpool ValidateTransactionWithState)
+            raise PoolError(
+                f"{NO_FUNDS}: balance {balance}, tx cost {entry.cost}, "
+                f"overshot {entry.cost - balance}"
+            )
+        if balance < entry.cost + queued:
+            raise PoolError(
+                f"{NO_FUNDS}: balance {balance}, queued cost {queued}, tx cost {entry.cost}, "
+                f"overshot {entry.cost + queued - balance}"
+            )
         old = None
         if acct is not None:
             old = acct.pending.get(nonce) or acct.queued.get(nonce)

@@ -263,10 +263,27 @@ def good_txs(first_wallet: int, count: int, nonce_offset: int = 0):
     ]
 
 
+def pool_message(name: str, tx, sender: bytes, message: str, producer) -> str:
+    """At submit, geth words a stale nonce and missing funds as its txpool does
+    (``ValidateTransactionWithState``), in a block as its state transition does."""
+    account = producer.state.get(("acct", sender))
+    if name == "nonce too low":
+        return f"nonce too low: next nonce {account.nonce}, tx nonce {tx.nonce}"
+    if name == "insufficient funds":
+        balance = account.balance if account else 0
+        cost = tx.gas * tx.max_fee_per_gas + tx.value
+        return (
+            f"insufficient funds for gas * price + value: balance {balance}, tx cost {cost}, "
+            f"overshot {cost - balance}"
+        )
+    return message
+
+
 def test_each_bad_transaction_is_refused_at_submit_with_geths_message(node):
     producer = node.producer
     client = TestClient(create_app(node))
-    for name, (tx, _, raw, message, _) in bad_transactions(producer).items():
+    for name, (tx, sender, raw, message, _) in bad_transactions(producer).items():
+        message = pool_message(name, tx, sender, message, producer)
         before = producer.pool.counts()
         answer = rpc(client, "eth_sendRawTransaction", "0x" + raw.hex())
         assert answer.get("error") == {"code": -32000, "message": message}, name

@@ -137,3 +137,42 @@ def test_a_crash_between_the_block_and_its_state_is_rolled_forward(tmp_path, mon
     again.produce()
     verified(again)
     again.close()
+
+
+def test_a_mismatch_found_by_the_verifier_halts_production(tmp_path, monkeypatch):
+    """A parallel-path bug (here: one wei too many credited in block 2's write set) is
+    caught by the replica; production stops with an event naming the block, health says so,
+    and the chain stays at the bad block for an operator to look at."""
+    from compute_unit import blockstm
+    from storage.keys import AccountFields, acct_key
+
+    alice, bob = dev_accounts(2)
+    producer = inline_producer(dev_genesis(), data_dir=tmp_path / "chain")
+    node = Node(producer)
+    producer.produce()
+    producer.intake.submit(transfer(alice.private_key, 0, bob.address, ETHER))
+    honest = blockstm.validate_block
+
+    def buggy(*args, **kwargs):
+        block = honest(*args, **kwargs)
+        key = acct_key(bob.address)
+        fields = block.writes[key]
+        block.writes[key] = AccountFields(fields.nonce, fields.balance + 1, fields.code_hash)
+        return block
+
+    monkeypatch.setattr("coordinator.spaces.validate_block", buggy)
+    producer.produce()
+    monkeypatch.undo()
+    producer.verifier.wait()
+    producer.check_verifier()
+    assert producer.halted is not None and "block 2 differs" in producer.halted
+    assert "state root" in producer.halted
+    halts = [e for e in producer.events if e.kind == "halt"]
+    assert len(halts) == 1 and halts[0].block == 2
+    assert producer.produce() is None and producer.number == 2
+    health = node.health()
+    assert not health.healthy and "halted" in health.reason
+    with TestClient(create_app(node)) as client:
+        assert client.get("/healthz").status_code == 503
+        assert client.get("/v1/cluster").json()["halted"].startswith("block 2 differs")
+    producer.close()

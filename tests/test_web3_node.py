@@ -540,14 +540,6 @@ def test_admission_refusals(w3, node):
     assert w3.eth.get_transaction_count(key.address) == nonce + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="coordinator/admission.py check_with_state words a stale nonce and missing funds "
-    "as geth's state transition does (preCheck/buyGas: 'address A, tx: N state: M', "
-    "'address A have X want Y'); over eth_sendRawTransaction geth answers with its "
-    "txpool's ValidateTransactionWithState ('next nonce M, tx nonce N', "
-    "'balance X, tx cost Y, overshot Z')",
-)
 def test_admission_messages_are_the_pools(w3, node):
     used = DEV[0]
     next_nonce = sent_before(w3, used)
