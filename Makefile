@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.mainnet
 	$(BIN)/python -m bench.storage_bench
 	$(BIN)/python -m bench.elastic
+	$(BIN)/python -m bench.node
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

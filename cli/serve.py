@@ -72,6 +72,8 @@ def node_settings(args: argparse.Namespace) -> tuple[CoordinatorSettings, str]:
         overrides["verify"] = False
     if args.allow_unprotected_txs:
         overrides["allow_unprotected"] = True
+    if args.history_blocks is not None:
+        overrides["history_blocks"] = args.history_blocks
     if overrides:
         from dataclasses import replace
 
@@ -143,6 +145,12 @@ def add_parser(commands: Any) -> None:
         "--no-verifier",
         action="store_true",
         help="run no verifier replica (one runs on other hardware)",
+    )
+    p.add_argument(
+        "--history-blocks",
+        type=int,
+        default=None,
+        help="keep state readable at this many past blocks (default 128, as geth)",
     )
     p.add_argument(
         "--allow-unprotected-txs",

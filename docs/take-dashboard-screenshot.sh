@@ -4,7 +4,7 @@
 # The local dashboard asks for Ray's auth token; the screenshot run turns that off.
 set -eu
 cd "$(dirname "$0")/.."
-RAY_AUTH_MODE=disabled .venv/bin/evmpp elastic --dashboard --stretch 6 > /tmp/evmpp-story.log 2>&1 &
+RAY_AUTH_MODE=disabled .venv/bin/python -m bench.story --dashboard --stretch 6 > /tmp/evmpp-story.log 2>&1 &
 story=$!
 trap 'kill $story 2>/dev/null || true' EXIT
 sleep 35  # genesis, the subscription, the ramp: the pool has scaled up by now
