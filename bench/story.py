@@ -86,6 +86,17 @@ class ApiServer:
             taken += sum(1 for answer in answers if "result" in answer)
         return taken
 
+    def wait_scale_down(self, timeout: float) -> None:
+        """The quiet tail: empty blocks until the validators vote the grown pool down (a
+        block's fixed costs keep a pool of several CUs over 25% until blocks are empty)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            scale = [e for e in self.client.get("/v1/events").json() if e["kind"] == "scale"]
+            grown = any("added" in e["message"] for e in scale)
+            if not grown or any("removed" in e["message"] for e in scale):
+                return
+            time.sleep(0.5)
+
     def wait_verified(self, timeout: float = 120.0) -> None:
         """Until the verifier replica has checked every block committed so far."""
         deadline = time.monotonic() + timeout
@@ -138,6 +149,7 @@ def run_story(
                 interval += 1
                 time.sleep(max(0.0, settings.block_interval - (time.monotonic() - started)))
         time.sleep(3 * settings.block_interval)  # the last transactions land
+        api.wait_scale_down(60 * settings.block_interval + 10)
         ray.get(actor.stop.remote())
         api.wait_verified()
         client = api.client

@@ -46,7 +46,7 @@ from rocksdict import WriteBatch, WriteOptions
 
 from storage import open_stores
 from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey, describe, int_bytes
-from storage.ss import StorageError, open_rocksdb
+from storage.ss import StorageError, close_rocksdb, open_rocksdb
 
 LAYOUT_VERSION = 1
 COLUMN_FAMILIES = (
@@ -378,14 +378,8 @@ class ChainData:
         """Release the DB (column-family views first); once."""
         if self.closed:
             return
-        for family in self._cf.values():
-            family.close()
-        self._cf.clear()
-        self._handles.clear()
-        self._db.close()
         self._cache.clear()
-        self.closed = True
-        open_stores.closed(self)
+        close_rocksdb(self)
 
     def __enter__(self) -> ChainData:
         return self

@@ -99,6 +99,18 @@ def open_rocksdb(
     return Rdict(str(path), options=options, column_families=columns, access_type=access)
 
 
+def close_rocksdb(store: Any) -> None:
+    """Close a store's RocksDB: its column-family views first (each holds the DB open),
+    then the DB; the store leaves the open-store registry."""
+    for family in store._cf.values():
+        family.close()
+    store._cf.clear()
+    store._handles.clear()
+    store._db.close()
+    store.closed = True
+    open_stores.closed(store)
+
+
 def rocksdb_tickers(options: Options) -> dict[str, int]:
     """RocksDB's cumulative counters (``rocksdb.bytes.written`` ...) of a store opened with
     ``db_options(statistics=True)``."""
@@ -160,15 +172,8 @@ class StateStorage:
 
     def close(self) -> None:
         """Release the DB (every column-family view holds it open too); once."""
-        if self.closed:
-            return
-        for family in self._cf.values():
-            family.close()
-        self._cf.clear()
-        self._handles.clear()
-        self._db.close()
-        self.closed = True
-        open_stores.closed(self)
+        if not self.closed:
+            close_rocksdb(self)
 
     def catch_up(self) -> None:
         """A secondary instance: see what the primary has written since."""

@@ -144,3 +144,25 @@ def verified(producer) -> None:
     producer.check_verifier()
     assert producer.halted is None, producer.halted
     assert producer.verified == producer.number
+
+
+def dynamic_tx(wallet, nonce=0, to=b"\x11" * 20, **fields):
+    """A signed EIP-1559 transfer on the workload's chain; ``fields`` override any field."""
+    from eth.vm.forks import CancunVM
+
+    from bench.workload.genesis import BASE_FEE, CHAIN_ID, GWEI
+
+    values = dict(
+        chain_id=CHAIN_ID,
+        nonce=nonce,
+        max_priority_fee_per_gas=GWEI,
+        max_fee_per_gas=2 * BASE_FEE + GWEI,
+        gas=21_000,
+        to=to,
+        value=0,
+        data=b"",
+        access_list=(),
+    )
+    values.update(fields)
+    builder = CancunVM.get_transaction_builder()
+    return builder.new_unsigned_dynamic_fee_transaction(**values).as_signed_transaction(wallet.key)

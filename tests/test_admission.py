@@ -7,7 +7,14 @@ import rlp
 from eth.vm.forks import BerlinVM, CancunVM, LondonVM
 from eth_hash.auto import keccak
 from eth_utils import ValidationError, to_checksum_address
-from support import assert_identical, env_for, generator, inline_chain, small_genesis
+from support import (
+    assert_identical,
+    dynamic_tx,
+    env_for,
+    generator,
+    inline_chain,
+    small_genesis,
+)
 
 from bench.workload.genesis import BASE_FEE, CHAIN_ID, ETHER, GWEI, Wallet, sign
 from coordinator.admission import (
@@ -85,20 +92,7 @@ def _env():
     return env_for(1, [])
 
 
-def _dynamic(wallet, nonce=0, to=b"\x11" * 20, **fields):
-    values = dict(
-        chain_id=CHAIN_ID,
-        nonce=nonce,
-        max_priority_fee_per_gas=GWEI,
-        max_fee_per_gas=2 * BASE_FEE + GWEI,
-        gas=21_000,
-        to=to,
-        value=0,
-        data=b"",
-        access_list=(),
-    )
-    values.update(fields)
-    return BUILDER.new_unsigned_dynamic_fee_transaction(**values).as_signed_transaction(wallet.key)
+_dynamic = dynamic_tx
 
 
 def _blob(wallet, hashes, nonce=0, **fields):

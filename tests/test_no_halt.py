@@ -15,7 +15,7 @@ from eth_utils import to_checksum_address
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import inline_producer, small_genesis, verified
+from support import dynamic_tx, inline_producer, small_genesis, verified
 
 import coordinator.builder as builder_module
 from api.app import create_app
@@ -42,19 +42,7 @@ def node():
 
 
 def dynamic(wallet, nonce, **fields):
-    values = dict(
-        chain_id=CHAIN_ID,
-        nonce=nonce,
-        max_priority_fee_per_gas=GWEI,
-        max_fee_per_gas=2 * BASE_FEE + GWEI,
-        gas=21_000,
-        to=TO,
-        value=0,
-        data=b"",
-        access_list=(),
-    )
-    values.update(fields)
-    return CANCUN.new_unsigned_dynamic_fee_transaction(**values).as_signed_transaction(wallet.key)
+    return dynamic_tx(wallet, nonce, TO, **fields)
 
 
 def blob(wallet, nonce, hashes):
