@@ -72,6 +72,8 @@ def free_port() -> int:
 
 
 def rpc_batch(client: httpx.Client, method: str, params: list[list]) -> list[dict]:
+    if not params:
+        return []
     body = [
         {"jsonrpc": "2.0", "id": i, "method": method, "params": p} for i, p in enumerate(params)
     ]

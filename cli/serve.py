@@ -101,7 +101,30 @@ def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
     ray.get(actor.start.remote())
     app = create_app(RayNode(actor, rpc=True))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    return uvicorn.Server(config), actor
+    return _QuietServer(config), actor
+
+
+def _quiet_server_class() -> type:
+    import contextlib
+
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn's server, returning after its graceful shutdown on SIGINT or SIGTERM
+        (uvicorn raises the signal again inside its loop, which cancels the app's lifespan
+        with a traceback), so ``serve`` can shut the node down in order."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    return QuietServer
+
+
+def _QuietServer(config: Any) -> Any:  # noqa: N802  (a class, made where uvicorn is imported)
+    return _quiet_server_class()(config)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -115,7 +138,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     try:
         server.run()
-    except KeyboardInterrupt:  # uvicorn shuts down on SIGINT, then raises it again
+    except KeyboardInterrupt:  # a second Ctrl-C: uvicorn forced its exit
         pass
     finally:  # stop producing and close the chain's stores before Ray goes away
         ray.get(actor.shutdown.remote(), timeout=60)

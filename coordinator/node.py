@@ -13,8 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import rlp
-from eth.abc import BlockHeaderAPI, SignedTransactionAPI
+from eth.abc import SignedTransactionAPI
 
 from chain import BlockEnv, next_base_fee
 from compute_unit.calls import Message, call, estimate_gas
@@ -45,8 +44,7 @@ from coordinator.node_api import (
 )
 from coordinator.producer import BlockProducer
 from coordinator.scaling import PBS
-from coordinator.verifier import decode_header
-from coordinator.views import header_view, log_view, receipt_view, tx_view
+from coordinator.views import DecodedBlock, header_view, log_view, receipt_view, tx_view
 from ebs.subscription import Cancel, Subscribe, subscription_id
 from storage.chaindata import HistoryUnavailable, LogQuery, RangeTooLarge, StoredBlock
 from storage.keys import StateKey, acct_key, code_key, slot_key
@@ -79,7 +77,7 @@ class Node:
         self.chain_id = producer.genesis.spec.chain_id
         # committed blocks never change: decoded once, kept for the queries that follow
         # (receipt polling asks for the same few blocks over and over)
-        self._block = lru_cache(maxsize=BLOCK_CACHE)(self.data.block)
+        self._block = lru_cache(maxsize=BLOCK_CACHE)(self._decode)
 
     # -- chain ------------------------------------------------------------------------------
     def info(self) -> NodeInfo:
@@ -98,30 +96,23 @@ class Node:
             raise NodeError("header not found")
         return ref
 
-    def _stored(self, number: int) -> StoredBlock | None:
+    def _stored(self, number: int) -> DecodedBlock | None:
         return self._block(number) if 0 <= number <= self.head() else None
 
-    def _header(self, block: StoredBlock) -> BlockHeaderAPI:
-        return decode_header(block.header)
-
-    def _vm(self, header: BlockHeaderAPI) -> Any:
-        return self.producer.builder.vm_at(header.block_number, header.timestamp)
-
-    def _txs(self, block: StoredBlock, header: BlockHeaderAPI) -> list[SignedTransactionAPI]:
-        builder = self._vm(header).get_transaction_builder()
-        return [builder.decode(raw) for raw in block.transactions]
+    def _decode(self, number: int) -> DecodedBlock:
+        return DecodedBlock(self.data.block(number), self.producer.builder.vm_at)
 
     def block_by_number(self, number: int, full: bool) -> BlockView | None:
-        block = self._stored(number)
-        if block is None:
+        decoded = self._stored(number)
+        if decoded is None:
             return None
-        header = self._header(block)
-        txs = self._txs(block, header)
-        size = len(rlp.encode([header, txs, [], []]))  # what the block's RLP holds
+        block, header = decoded.block, header_view(decoded.header, decoded.size)
         if full:
-            views = tuple(tx_view(tx, block.senders[i], block, i) for i, tx in enumerate(txs))
-            return BlockView(header_view(header, size), views)
-        return BlockView(header_view(header, size), tuple(block.tx_hashes))
+            txs = decoded.txs()
+            return BlockView(
+                header, tuple(tx_view(tx, block.senders[i], block, i) for i, tx in enumerate(txs))
+            )
+        return BlockView(header, tuple(block.tx_hashes))
 
     def block_by_hash(self, block_hash: bytes, full: bool) -> BlockView | None:
         number = self.data.number_of(block_hash)
@@ -149,14 +140,16 @@ class Node:
             return self.producer.pool.pending_nonce(address)
 
     def _call_env(self, number: int) -> BlockEnv:
-        block = self._stored(number)
-        header = self._header(block)
+        decoded = self._stored(number)
+        block, header = decoded.block, decoded.header
         recent = tuple(self.producer.builder.ancestors)  # newest first, the head's first
         if recent and recent[0] == block.hash:
             ancestors = list(recent[1:])
         else:
-            ancestors = [self._block(n).hash for n in range(number - 1, max(-1, number - 257), -1)]
-        return BlockEnv(self._vm(header), header, self.chain_id, tuple(ancestors))
+            ancestors = [
+                self._block(n).block.hash for n in range(number - 1, max(-1, number - 257), -1)
+            ]
+        return BlockEnv(decoded.vm_class, header, self.chain_id, tuple(ancestors))
 
     def _message(self, request: CallRequest, gas: int) -> Message:
         access = tuple((entry.address, entry.storage_keys) for entry in request.access_list)
@@ -200,7 +193,7 @@ class Node:
     def send_raw_transaction(self, raw: bytes) -> bytes:
         return self.producer.intake.submit(raw).hash
 
-    def _located(self, tx_hash: bytes) -> tuple[StoredBlock, int] | None:
+    def _located(self, tx_hash: bytes) -> tuple[DecodedBlock, int] | None:
         location = self.data.tx_location(tx_hash)
         if location is None or location[0] > self.head():
             return None
@@ -209,11 +202,9 @@ class Node:
     def transaction(self, tx_hash: bytes) -> TxView | None:
         located = self._located(tx_hash)
         if located is not None:
-            block, index = located
-            header = self._header(block)
-            builder = self._vm(header).get_transaction_builder()
-            tx = builder.decode(block.transactions[index])
-            return tx_view(tx, block.senders[index], block, index)
+            decoded, index = located
+            block = decoded.block
+            return tx_view(decoded.tx(index), block.senders[index], block, index)
         with self.producer.lock:
             tx = self.producer.pool.get(tx_hash)
         return None if tx is None else tx_view(tx, tx.sender)
@@ -222,17 +213,15 @@ class Node:
         located = self._located(tx_hash)
         if located is None:
             return None
-        block, index = located
-        header = self._header(block)
-        tx = self._vm(header).get_transaction_builder().decode(block.transactions[index])
-        excess = getattr(header, "excess_blob_gas", None)
+        decoded, index = located
+        excess = getattr(decoded.header, "excess_blob_gas", None)
         blob_fee = None if excess is None else blob_base_fee_for(excess)
-        return receipt_view(self._vm(header), block, index, tx, blob_fee)
+        return receipt_view(decoded, index, blob_fee)
 
     def tx_status(self, tx_hash: bytes) -> TxStatusView:
         located = self._located(tx_hash)
         if located is not None:
-            return TxStatusView(tx_hash, "included", located[0].number)
+            return TxStatusView(tx_hash, "included", located[0].block.number)
         with self.producer.lock:
             status = self.producer.pool.status(tx_hash)
         if status is not None:
@@ -260,7 +249,7 @@ class Node:
         views = []
         for item in found:
             if item.block_number not in blocks:
-                blocks[item.block_number] = self._block(item.block_number)
+                blocks[item.block_number] = self._block(item.block_number).block
             views.append(log_view(blocks[item.block_number], item.log))
         return views
 
@@ -273,8 +262,8 @@ class Node:
         base_fees, ratios, rewards, blob_fees, blob_ratios = [], [], [], [], []
         header = None
         for number in range(oldest, newest + 1):
-            block = self._block(number)
-            header = self._header(block)
+            decoded = self._block(number)
+            block, header = decoded.block, decoded.header
             base_fees.append(getattr(header, "base_fee_per_gas", None) or 0)
             ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0.0)
             excess = getattr(header, "excess_blob_gas", None)
@@ -297,14 +286,14 @@ class Node:
         head = self.head()
         tips = []
         for number in range(max(1, head - TIP_BLOCKS + 1), head + 1):
-            tips.extend(self._block(number).effective_tips)
+            tips.extend(self._block(number).block.effective_tips)
         if not tips:
             return DEFAULT_TIP
         tips.sort()
         return tips[(len(tips) - 1) * TIP_PERCENTILE // 100]
 
     def gas_price(self) -> int:
-        header = self._header(self._block(self.head()))
+        header = self._block(self.head()).header
         base = next_base_fee(header) if hasattr(header, "base_fee_per_gas") else 0
         return base + self.max_priority_fee()
 

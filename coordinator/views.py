@@ -7,7 +7,11 @@ a transaction's position, a receipt's effective gas price, contract address and 
 
 from __future__ import annotations
 
-from eth.abc import BlockHeaderAPI, SignedTransactionAPI, VirtualMachineAPI
+from collections.abc import Callable
+from functools import cached_property
+
+import rlp
+from eth.abc import BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI
 
 from coordinator.assembly import blob_gas, effective_gas_price
 from coordinator.node_api import (
@@ -17,7 +21,45 @@ from coordinator.node_api import (
     ReceiptView,
     TxView,
 )
+from coordinator.verifier import decode_header
 from storage.chaindata import StoredBlock, StoredLog
+
+
+class DecodedBlock:
+    """A stored block with its fork's classes, each transaction and receipt decoded once, when
+    first asked for (the node keeps recent ones: receipt queries come in bursts per block).
+    Decoding twice under a race gives equal objects, so no lock is needed."""
+
+    def __init__(
+        self, block: StoredBlock, vm_at: Callable[[int, int], type[VirtualMachineAPI]]
+    ) -> None:
+        self.block = block
+        self.header = decode_header(block.header)
+        self.vm_class = vm_at(self.header.block_number, self.header.timestamp)
+        self._txs: list[SignedTransactionAPI | None] = [None] * len(block.transactions)
+        self._receipts: list[ReceiptAPI | None] = [None] * len(block.receipts)
+
+    def tx(self, index: int) -> SignedTransactionAPI:
+        tx = self._txs[index]
+        if tx is None:
+            builder = self.vm_class.get_transaction_builder()
+            tx = self._txs[index] = builder.decode(self.block.transactions[index])
+        return tx
+
+    def txs(self) -> list[SignedTransactionAPI]:
+        return [self.tx(index) for index in range(len(self._txs))]
+
+    def receipt(self, index: int) -> ReceiptAPI:
+        receipt = self._receipts[index]
+        if receipt is None:
+            builder = self.vm_class.get_receipt_builder()
+            receipt = self._receipts[index] = builder.decode(self.block.receipts[index])
+        return receipt
+
+    @cached_property
+    def size(self) -> int:
+        """Bytes of the block's RLP (header, transactions, no uncles, no withdrawals)."""
+        return len(rlp.encode([self.header, self.txs(), [], []]))
 
 
 def header_view(header: BlockHeaderAPI, size: int) -> HeaderView:
@@ -108,14 +150,8 @@ def log_view(block: StoredBlock, log: StoredLog) -> LogView:
     )
 
 
-def receipt_view(
-    vm_class: type[VirtualMachineAPI],
-    block: StoredBlock,
-    index: int,
-    tx: SignedTransactionAPI,
-    blob_base_fee: int | None,
-) -> ReceiptView:
-    receipt = vm_class.get_receipt_builder().decode(block.receipts[index])
+def receipt_view(decoded: DecodedBlock, index: int, blob_base_fee: int | None) -> ReceiptView:
+    block, tx, receipt = decoded.block, decoded.tx(index), decoded.receipt(index)
     logs = tuple(log_view(block, log) for log in block.logs if log.tx_index == index)
     status = 1 if receipt.state_root == b"\x01" else 0
     blob = blob_gas(tx)
