@@ -77,7 +77,9 @@ def rpc_batch(client: httpx.Client, method: str, params: list[list]) -> list[dic
     body = [
         {"jsonrpc": "2.0", "id": i, "method": method, "params": p} for i, p in enumerate(params)
     ]
-    answers = client.post("/", json=body).json()
+    response = client.post("/", json=body)
+    if response.status_code != 200 or not isinstance(answers := response.json(), list):
+        raise RuntimeError(f"{method}: HTTP {response.status_code}: {response.text[:2000]}")
     return sorted(answers, key=lambda answer: answer["id"])
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cached_property
 
-import rlp
 from eth.abc import BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI
 
 from coordinator.assembly import blob_gas, effective_gas_price
@@ -23,6 +22,14 @@ from coordinator.node_api import (
 )
 from coordinator.verifier import decode_header
 from storage.chaindata import StoredBlock, StoredLog
+
+
+def _rlp_length(payload: int) -> int:
+    """Bytes of an RLP item (string or list) whose payload is ``payload`` bytes long (a
+    one-byte string under 0x80 is its own encoding; that never happens here)."""
+    if payload < 56:
+        return 1 + payload
+    return 1 + (payload.bit_length() + 7) // 8 + payload
 
 
 class DecodedBlock:
@@ -58,8 +65,14 @@ class DecodedBlock:
 
     @cached_property
     def size(self) -> int:
-        """Bytes of the block's RLP (header, transactions, no uncles, no withdrawals)."""
-        return len(rlp.encode([self.header, self.txs(), [], []]))
+        """Bytes of the block's RLP (header, transactions, no uncles, no withdrawals), from
+        the stored encodings: a legacy transaction is an RLP list already, a typed one a
+        byte string in the body."""
+        txs = sum(
+            len(raw) if raw[0] >= 0xC0 else _rlp_length(len(raw)) for raw in self.block.transactions
+        )
+        payload = len(self.block.header) + _rlp_length(txs) + 2  # two empty lists
+        return _rlp_length(payload)
 
 
 def header_view(header: BlockHeaderAPI, size: int) -> HeaderView:

@@ -3,6 +3,7 @@ reads at past blocks, a restart on the data dir answers the same, and a crash be
 a block and committing its state is rolled forward on restart."""
 
 import pytest
+import rlp
 from eth.db.trie import make_trie_root_and_nodes
 from fastapi.testclient import TestClient
 from support import inline_producer, verified
@@ -81,6 +82,7 @@ def test_blocks_are_ethereum_blocks_and_state_reads_at_past_blocks(dev_node):
     assert decode_header(producer.data.block(2).header).parent_hash == header.hash
     rpc_block = rpc(client, "eth_getBlockByNumber", "0x1", False)["result"]
     assert rpc_block["hash"] == "0x" + header.hash.hex() and rpc_block["transactions"] == sent
+    assert int(rpc_block["size"], 16) == len(rlp.encode([header, txs, [], []]))
     # EIP-1559: a block using 63,000 of 30M gas lowers the next base fee by almost 1/8
     fees = rpc(client, "eth_feeHistory", "0x2", "latest", [50])["result"]
     base = [int(fee, 16) for fee in fees["baseFeePerGas"]]
