@@ -196,6 +196,7 @@ class BlockRecordView(BaseModel):
     parallelism: dict[str, float]
     produced_at: float
     verified: bool | None = None  # by the verifier replica: None not yet (or no verifier)
+    phases_ms: dict[str, float] = {}  # where the block's time went: select, admit, execute...
 
     @classmethod
     def from_state(cls, record: BlockRecord) -> BlockRecordView:
@@ -214,6 +215,7 @@ class BlockRecordView(BaseModel):
             parallelism=dict(record.parallelism),
             produced_at=record.produced_at,
             verified=record.verified,
+            phases_ms=dict(record.phases_ms),
         )
 
 

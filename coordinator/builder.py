@@ -15,7 +15,6 @@ Nothing here runs the block a second time: the verifier replica does, off this p
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from compute_unit.executor import TxOutcome
 from compute_unit.state import StateReader
 from coordinator.admission import admit
 from coordinator.assembly import MAX_ANCESTORS, SealedBlock, next_env, seal
+from coordinator.locks import FairRLock
 from coordinator.pipeline import BlockReport, ChainRunner
 from coordinator.spaces import SpacesExecutor
 from coordinator.txpool import TxPool
@@ -59,6 +59,20 @@ class BuiltBlock:
     report: BlockReport
     sealed: SealedBlock
     state_before: StateReader
+    phases_ms: dict[str, float]  # where the block's time went, in order
+
+
+class _Phases:
+    """Milliseconds per phase of a block, lap by lap."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round((now - self._last) * 1000, 2)
+        self._last = now
 
 
 class BlockBuilder:
@@ -72,11 +86,11 @@ class BlockBuilder:
         coinbase: bytes,
         clock: Callable[[], float] = time.time,
         allow_unprotected: bool = False,
-        lock: threading.RLock | None = None,
+        lock: FairRLock | None = None,
     ) -> None:
         """``lock``: held while the pool is read and reset (intake adds to it meanwhile)."""
         self.genesis = genesis
-        self.lock = lock or threading.RLock()
+        self.lock = lock or FairRLock()
         self.chain_id = genesis.spec.chain_id
         self.chain = chain
         self.executor = executor
@@ -163,6 +177,7 @@ class BlockBuilder:
         )
 
     def build(self, spaces: Sequence[Space]) -> BuiltBlock:
+        clock = _Phases()
         env = self.next_env(sum(space.gas_limit for space in spaces))
         number = env.header.block_number
         base_fee = getattr(env.header, "base_fee_per_gas", None) or 0
@@ -173,8 +188,10 @@ class BlockBuilder:
                 for space in spaces
             }
         candidates = [tx for txs in selected.values() for tx in txs]
+        clock.lap("select")
         state_before = self.chain.snapshot
         admission = admit(env, state_before, candidates, self.allow_unprotected)
+        clock.lap("admit")
         dropped = [
             DroppedTx(candidates[r.index].hash, r.reason, number) for r in admission.rejected
         ]
@@ -188,16 +205,20 @@ class BlockBuilder:
         stored: list[SealedBlock] = []
 
         def store(env: BlockEnv, block: ValidatedBlock, prior: Any, root: bytes) -> None:
+            clock.lap("execute")  # plan, preload, run, validate, merkelize
             kept = [accepted[i] for i in block.included]
             sealed = seal(env, kept, block.receipts, root)
+            clock.lap("seal")
             self.data.write_block(sealed.stored, prior or {}, block.wiped)
             stored.append(sealed)
+            clock.lap("store")
 
         self.chain.before_write = store
         try:
             report, parallel, _ = self.chain.import_block(env, accepted)
         finally:
             self.chain.before_write = None
+        clock.lap("commit")
         block = parallel.block
         dropped += [DroppedTx(d.tx_hash, d.reason, number) for d in block.dropped]
         sealed = stored[0]
@@ -209,6 +230,7 @@ class BlockBuilder:
             self.record_evicted({d.hash for d in dropped})
             self.head = sealed.header
             self.ancestors.appendleft(sealed.header.hash)
+        clock.lap("reset")
         space_of = {i: name for name, indices in assignment.items() for i in indices}
         txs_by_space = dict.fromkeys(assignment, 0)
         gas_by_space = dict.fromkeys(assignment, 0)
@@ -226,6 +248,7 @@ class BlockBuilder:
             report=report,
             sealed=sealed,
             state_before=state_before,
+            phases_ms=clock.laps,
         )
 
     def record_evicted(self, recorded: set[bytes] | frozenset[bytes] = frozenset()) -> None:

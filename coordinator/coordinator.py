@@ -40,7 +40,9 @@ class RayCuFactory:
     groups wait at a time.
     """
 
-    def __init__(self, wait_s: float = 1.0, max_waiting: int = 4) -> None:
+    def __init__(self, wait_s: float = 0.05, max_waiting: int = 4) -> None:
+        """``wait_s`` is short: the producer asks after each block while a scale-up is
+        pending, and every second waited here was a second the chain stood still."""
         self.wait_s, self.max_waiting = wait_s, max_waiting
         self.waiting: dict[str, tuple[PlacementGroup, int]] = {}
 
@@ -114,8 +116,10 @@ class CoordinatorActor:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                self.producer.produce()
+                record = self.producer.produce()
                 failures = 0
+                if record is not None:
+                    record.phases_ms["loop"] = round((time.monotonic() - started) * 1000, 2)
             except Exception as err:  # a CU lost, a storage error: say so, try again
                 failures += 1
                 number = self.producer.number + 1

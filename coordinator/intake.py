@@ -12,7 +12,6 @@ EBS subscription or cancellation) is checked as a request too. Whatever is refus
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from eth.abc import SignedTransactionAPI
@@ -22,6 +21,7 @@ from eth_utils import ValidationError
 from chain import BlockEnv
 from compute_unit.state import StateReader
 from coordinator.admission import AdmissionRules, check_tx, check_with_state, decode_raw
+from coordinator.locks import FairRLock
 from coordinator.node_api import NodeError
 from coordinator.subscriptions import SubscriptionBook
 from coordinator.txpool import PoolError, TxPool
@@ -36,7 +36,7 @@ class Intake:
         book: SubscriptionBook,
         next_env: Callable[[], BlockEnv],
         state: Callable[[], StateReader],
-        lock: threading.RLock,
+        lock: FairRLock,
         allow_unprotected: bool = False,
         record_evicted: Callable[[], None] | None = None,
     ) -> None:

@@ -327,6 +327,7 @@ class BlockRecord:
     parallelism: dict[str, float]  # each EBS's P for the block (by its CU)
     produced_at: float  # wall-clock seconds
     verified: bool | None = None  # by the verifier replica: None not yet (or no verifier)
+    phases_ms: dict[str, float] = field(default_factory=dict)  # select, admit, execute ...
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from coordinator.cu_supply import CuFactory, CuSupply
 from coordinator.events import EventLog
 from coordinator.hints import HintTable
 from coordinator.intake import Intake
+from coordinator.locks import FairRLock
 from coordinator.node_api import BlockRecord, VerifierState
 from coordinator.pipeline import ChainRunner
 from coordinator.planner import HintPlanner
@@ -97,7 +98,7 @@ class BlockProducer:
         self.genesis = genesis
         self.settings = settings
         self.on_block = on_block
-        self.lock = threading.RLock()
+        self.lock = FairRLock()  # intake, block building and the API share it
         self.events = EventLog()
         self.records: list[BlockRecord] = []
         self.halted: str | None = None
@@ -174,13 +175,16 @@ class BlockProducer:
     # -- blocks -----------------------------------------------------------------------------
     def produce(self) -> BlockRecord | None:
         """Build, run and commit the next block (possibly empty); None once halted."""
+        started = time.perf_counter()
         self.check_verifier()
         if self.halted is not None:
             return None
         with self.lock:
             spaces = self._spaces()
         restarts = self.executor.restarts
+        waited = time.perf_counter() - started
         built = self.builder.build(spaces)
+        finished = time.perf_counter()
         number = built.header.block_number
         if self.executor.restarts > restarts:
             self.events.add(
@@ -197,6 +201,8 @@ class BlockProducer:
             self.book.apply(number, built.txs, built.outcomes, built.state_before)
             self.book.adapt(number, built.gas_by_space, built.times)
             self.scaler.after_block(number, built.times.get(PBS, 0.0))
+            built.phases_ms["before"] = round(waited * 1000, 2)
+            built.phases_ms["after"] = round((time.perf_counter() - finished) * 1000, 2)
             record = self._record(built)
             self.records.append(record)
         if self.verifier is not None:
@@ -235,6 +241,7 @@ class BlockProducer:
             cus={name: len(pool.cus) for name, pool in self.pools.items()},
             parallelism={s.cu: round(s.space.parallelism, 4) for s in active},
             produced_at=time.time(),
+            phases_ms=built.phases_ms,
         )
 
     # -- the verifier -----------------------------------------------------------------------
