@@ -130,7 +130,12 @@ class NodeProcess:
 
 
 def signed_load(args: argparse.Namespace):
-    """The genesis (token holders) and the signed transfers, senders interleaved."""
+    """The genesis (token holders) and the signed transfers, senders interleaved.
+
+    Recipients are fresh addresses (as payments to many customers): transactions of different
+    senders touch different balances, so they do not conflict; one sender's do (its balance,
+    its nonce). ``--recipients senders`` pays the senders themselves instead: the transfers
+    then form one conflict graph over all 200 accounts (the contended variant)."""
     genesis = build_genesis(args.senders, seed=args.seed)
     token = compiled("token")
     rng = random.Random(args.seed)
@@ -140,7 +145,10 @@ def signed_load(args: argparse.Namespace):
         for wallet in genesis.wallets:
             if len(raws) == args.txs:
                 break
-            to = rng.choice(genesis.wallets).address
+            if getattr(args, "recipients", "fresh") == "senders":
+                to = rng.choice(genesis.wallets).address
+            else:
+                to = rng.randbytes(20)
             data = token.calldata("transfer", to, 1 + rng.randrange(1000))
             nonce = genesis.nonces.get(wallet.address, 0) + round_
             raws.append(sign(wallet, nonce, genesis.token_a, data, gas=80_000).encode())
@@ -252,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cu-cores", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=4, help="logical CPUs of the node's Ray")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--recipients",
+        choices=("fresh", "senders"),
+        default="fresh",
+        help="pay fresh addresses (no conflicts across senders) or the senders themselves",
+    )
     parser.add_argument("--json", default=str(RESULTS))
     args = parser.parse_args(argv)
     genesis, raws = signed_load(args)
