@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 
 import rlp
+from coincurve import PublicKey
 from eth.abc import SignedTransactionAPI, VirtualMachineAPI
 from eth.constants import EMPTY_SHA3
 from eth.vm.forks import (
@@ -50,8 +51,8 @@ from eth.vm.forks.cancun.constants import (
     MIN_BLOB_BASE_FEE,
 )
 from eth_hash.auto import keccak
-from eth_keys import keys
 from eth_utils import ValidationError, to_checksum_address
+from rlp.codec import encode_raw  # bytes and lists only: no sedes inference
 
 from compute_unit.executor import BlockEnv
 from compute_unit.state import StateReader
@@ -359,7 +360,24 @@ def floor_data_gas(tx: SignedTransactionAPI) -> int:
     return 21_000 + 10 * (zeros + 4 * (len(data) - zeros))
 
 
-def _recover_sender(rules: AdmissionRules, tx: SignedTransactionAPI) -> bytes:
+def signing_hash(raw: bytes, chain_id: int | None) -> bytes:
+    """The hash a transaction's sender signed, from its encoding: the same fields without
+    the signature (typed: ``type ‖ rlp(fields[:-3])``; legacy: ``rlp(fields[:6])``, with
+    ``chain_id, 0, 0`` appended under EIP-155). It is what py-evm's
+    ``get_message_for_signing`` hashes, without building an unsigned transaction object."""
+    if raw[0] <= 0x7F:
+        fields = rlp.decode(raw[1:])
+        return keccak(raw[:1] + encode_raw(fields[:-3]))
+    fields = rlp.decode(raw)
+    unsigned = fields[:6]
+    if chain_id is not None:
+        unsigned += [chain_id.to_bytes((chain_id.bit_length() + 7) // 8, "big"), b"", b""]
+    return keccak(encode_raw(unsigned))
+
+
+def _recover_sender(
+    rules: AdmissionRules, tx: SignedTransactionAPI, raw: bytes | None = None
+) -> bytes:
     """geth ``types.Sender`` with the fork's signer: v/r/s ranges, chain id, recovery."""
     r, s = tx.r, tx.s
     if _type_id(tx):
@@ -393,12 +411,17 @@ def _recover_sender(rules: AdmissionRules, tx: SignedTransactionAPI) -> bytes:
     if cached is not None:
         return cached
     try:
-        signature = keys.Signature(vrs=(parity, r, s))
-        message = keccak(tx.get_message_for_signing())
-        public_key = signature.recover_public_key_from_msg_hash(message)
-    except Exception as err:  # BadSignature and friends
+        if raw is None:
+            message = keccak(tx.get_message_for_signing())
+        else:
+            legacy_chain = None if _type_id(tx) or tx.v in (27, 28) else (tx.v - 35) // 2
+            message = signing_hash(raw, legacy_chain)
+        # libsecp256k1 straight (eth-keys' coincurve backend, without its object layers)
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([parity])
+        point = PublicKey.from_signature_and_message(signature, message, hasher=None)
+    except Exception as err:  # an unrecoverable signature
         raise TxRejected(f"invalid sender: {type(err).__name__}: {err}") from err
-    sender = public_key.to_canonical_address()
+    sender = keccak(point.format(compressed=False)[1:])[12:]
     tx.__dict__["sender"] = sender  # recovered once per transaction object (py-evm's cache)
     return sender
 
@@ -415,12 +438,15 @@ class _Address:
         return to_checksum_address(self.raw)
 
 
-def check_tx(rules: AdmissionRules, tx: SignedTransactionAPI) -> bytes:
-    """The stateless checks of geth's ``ValidateTransaction`` in its order; the sender."""
+def check_tx(rules: AdmissionRules, tx: SignedTransactionAPI, raw: bytes | None = None) -> bytes:
+    """The stateless checks of geth's ``ValidateTransaction`` in its order; the sender.
+
+    ``raw``: the transaction's own encoding, if the caller has it (intake): its size and
+    signing hash are then read off it instead of re-encoding the transaction."""
     type_id = _type_id(tx)
     _check_type(rules, type_id)
     _check_widths(tx)
-    size = len(tx.encode())
+    size = len(raw) if raw is not None else len(tx.encode())
     if size > rules.max_size:
         raise TxRejected(f"oversized data: transaction size {size}, limit {rules.max_size}")
     if not tx.to and rules.shanghai and len(tx.data) > MAX_INIT_CODE_SIZE:
@@ -436,7 +462,7 @@ def check_tx(rules: AdmissionRules, tx: SignedTransactionAPI) -> bytes:
         raise TxRejected("max priority fee per gas higher than 2^256-1")
     if fee_cap < tip_cap:
         raise TxRejected("max priority fee per gas higher than max fee per gas")
-    sender = _recover_sender(rules, tx)
+    sender = _recover_sender(rules, tx, raw)
     address = _Address(sender)
     if tx.nonce == UINT64_MAX:  # EIP-2681
         raise TxRejected("nonce has max value")

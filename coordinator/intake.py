@@ -39,12 +39,17 @@ class Intake:
         lock: FairRLock,
         allow_unprotected: bool = False,
         record_evicted: Callable[[], None] | None = None,
+        head_key: Callable[[], object] = lambda: None,
     ) -> None:
         """``next_env``: the env of the block being filled next (its rules apply);
         ``state``: the latest committed state; ``lock``: the node's, shared with block
         building (the pool and the subscriptions change under it); ``record_evicted``:
         called after each addition to record what the pool evicted for it (a replaced
-        transaction, one pushed out by the caps), so the node can answer for it."""
+        transaction, one pushed out by the caps), so the node can answer for it;
+        ``head_key``: what the next block's rules depend on (the head, the gas cap): the
+        rules are made again only when it changes."""
+        self.head_key = head_key
+        self._rules: tuple[object, AdmissionRules] | None = None
         self.pool = pool
         self.book = book
         self.next_env = next_env
@@ -54,7 +59,16 @@ class Intake:
         self.record_evicted = record_evicted
 
     def rules(self) -> AdmissionRules:
-        return AdmissionRules.from_env(self.next_env(), allow_unprotected=self.allow_unprotected)
+        """The next block's rules (base fee, gas limit, fork), made once per head: making
+        them builds a header from the parent, which costs more than checking a
+        transaction."""
+        key = self.head_key()
+        cached = self._rules
+        if cached is not None and key is not None and cached[0] == key:
+            return cached[1]
+        rules = AdmissionRules.from_env(self.next_env(), allow_unprotected=self.allow_unprotected)
+        self._rules = (key, rules)
+        return rules
 
     def decode(self, raw: bytes) -> SignedTransactionAPI:
         try:
@@ -67,7 +81,8 @@ class Intake:
         rules = self.rules()
         try:
             tx = decode_raw(rules, raw, from_network=True)
-            sender = check_tx(rules, tx)
+            body = raw if raw[:1] != b"\x03" else None  # a blob tx arrives with its sidecar
+            sender = check_tx(rules, tx, body)
         except ValidationError as err:
             raise NodeError(str(err)) from err
         state = self.state()

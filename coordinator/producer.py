@@ -151,6 +151,7 @@ class BlockProducer:
             self.lock,
             settings.allow_unprotected,
             self.builder.record_evicted,
+            lambda: (self.number, self.builder.ancestors[0], self.gas_cap()),
         )
         self.verifier: VerifierAPI | None = None
         self._verdicts_lock = threading.Lock()

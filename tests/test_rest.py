@@ -64,6 +64,7 @@ RECORD = BlockRecord(
     parallelism={SUB_ID: 3.5},
     produced_at=1_700_000_000.5,
     verified=True,
+    phases_ms={"select": 0.5, "execute": 12.5, "commit": 3.0},
 )
 
 
@@ -357,6 +358,7 @@ RECORD_JSON = {
     "parallelism": {SUB_ID: 3.5},
     "produced_at": 1_700_000_000.5,
     "verified": True,
+    "phases_ms": {"select": 0.5, "execute": 12.5, "commit": 3.0},
 }
 
 

@@ -72,11 +72,13 @@ def test_transaction_fixture(path, fork):
     rules = fixture_rules(FORKS[fork])
     raw = bytes.fromhex(test["txbytes"][2:])
     if "exception" in expected:
-        with pytest.raises(Exception):  # noqa: B017 - any refusal will do
-            check_tx(rules, decode_raw(rules, raw))
+        for body in (None, raw):  # re-encoded, and read off the raw bytes (intake's way)
+            with pytest.raises(Exception):  # noqa: B017 - any refusal will do
+                check_tx(rules, decode_raw(rules, raw), body)
         return
     tx = decode_raw(rules, raw)
     sender = check_tx(rules, tx)
     assert "0x" + tx.hash.hex() == expected["hash"]
     assert "0x" + sender.hex() == expected["sender"].lower()
+    assert check_tx(rules, decode_raw(rules, raw), raw) == sender
     assert intrinsic_gas(rules, tx) == int(expected["intrinsicGas"], 16)
