@@ -104,6 +104,22 @@ class TransactionRunner:
         return TxOutcome(index, success, gas_used, receipt, access)
 
 
+def decode_known(env: BlockEnv, raw: bytes, sender: bytes | None) -> SignedTransactionAPI:
+    """A block's transaction decoded where it runs, with the sender the coordinator already
+    recovered and checked set on it (py-evm's cached ``sender``): recovering it again costs
+    more than decoding."""
+    tx = env.decode(raw)
+    if sender is not None:
+        tx.__dict__["sender"] = sender
+    return tx
+
+
+def known_senders(txs: Sequence[SignedTransactionAPI]) -> list[bytes] | None:
+    """Each transaction's recovered sender, if every one has been recovered already."""
+    senders = [tx.__dict__.get("sender") for tx in txs]
+    return None if None in senders else senders
+
+
 def run_group(
     env: BlockEnv,
     layer: WriteLayer,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, decode_known, run_group
 from compute_unit.groups import Group, assign_groups
 from compute_unit.state import StateReader, WriteLayer
 
@@ -42,10 +42,14 @@ class CuPool:
         groups: Sequence[Group],
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
+        senders: Sequence[bytes] | None = None,
     ) -> dict[int, TxOutcome]:
         shares = self._shares(groups)
         futures = {
-            self._threads.submit(cu.execute, env, snapshot, share, raw_txs, crash): (cu, share)
+            self._threads.submit(cu.execute, env, snapshot, share, raw_txs, crash, senders): (
+                cu,
+                share,
+            )
             for cu, share in zip(self.cus, shares, strict=True)
             if share
         }
@@ -54,7 +58,7 @@ class CuPool:
             try:
                 outcomes.update(future.result())
             except Exception as err:  # the CU is gone: its work runs elsewhere
-                outcomes.update(self._rerun(env, snapshot, share, raw_txs, cu, err))
+                outcomes.update(self._rerun(env, snapshot, share, raw_txs, cu, err, senders))
         return outcomes
 
     def _shares(self, groups: Sequence[Group]) -> list[list[Group]]:
@@ -75,6 +79,7 @@ class CuPool:
         raw_txs: Sequence[bytes],
         failed: Any,
         err: Exception,
+        senders: Sequence[bytes] | None = None,
     ) -> dict[int, TxOutcome]:
         others = [cu for cu in self.cus if cu is not failed]
         where = others[0].name if others else "the coordinator"
@@ -83,10 +88,12 @@ class CuPool:
             f"its {len(share)} groups re-run on {where}"
         )
         if others:
-            return others[0].execute(env, snapshot, share, raw_txs)
+            return others[0].execute(env, snapshot, share, raw_txs, None, senders)
         outcomes: dict[int, TxOutcome] = {}
         for group in share:
-            txs = [(i, env.decode(raw_txs[i])) for i in group]
+            txs = [
+                (i, decode_known(env, raw_txs[i], senders[i] if senders else None)) for i in group
+            ]
             outcomes.update((o.index, o) for o in run_group(env, WriteLayer(snapshot), txs))
         return outcomes
 

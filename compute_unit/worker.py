@@ -15,7 +15,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, decode_known, run_group
 from compute_unit.groups import Group, assign_groups
 from compute_unit.state import StateReader, WriteLayer
 
@@ -28,14 +28,14 @@ class ExecutionWorker:
         self,
         env: BlockEnv,
         snapshot: StateReader,
-        groups: Sequence[Sequence[tuple[int, bytes]]],
+        groups: Sequence[Sequence[tuple[int, bytes, bytes | None]]],
         crash: CrashPlan | None = None,
     ) -> list[TxOutcome]:
         outcomes: list[TxOutcome] = []
         for group in groups:
-            if crash is not None and any(index == crash.index for index, _ in group):
+            if crash is not None and any(index == crash.index for index, _, _ in group):
                 os._exit(1)
-            txs = [(index, env.decode(raw)) for index, raw in group]
+            txs = [(index, decode_known(env, raw, sender)) for index, raw, sender in group]
             outcomes.extend(run_group(env, WriteLayer(snapshot), txs))
         return outcomes
 
@@ -103,14 +103,16 @@ class ComputeUnit:
         groups: Sequence[Group],
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
+        senders: Sequence[bytes] | None = None,
     ) -> dict[int, TxOutcome]:
         """Run every group on the workers; returns outcomes by block index.
 
-        The snapshot is put in the object store once and shared by all workers.
+        The snapshot is put in the object store once and shared by all workers;
+        ``senders`` (recovered already) go with their transactions.
         """
         snapshot_ref = ray.put(snapshot)
         shares = [
-            [[(i, raw_txs[i]) for i in group] for group in share]
+            [[(i, raw_txs[i], senders[i] if senders else None) for i in group] for group in share]
             for share in assign_groups(groups, self.size)
         ]
         pending = {

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from eth.abc import SignedTransactionAPI
 
 from compute_unit.blockstm import ValidatedBlock, validate_block
-from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, known_senders, run_group
 from compute_unit.preload import (
     PreloadedReader,
     PreloadedState,
@@ -52,6 +52,7 @@ class ComputeUnitAPI(Protocol):
         groups: Sequence[Group],
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
+        senders: Sequence[bytes] | None = None,
     ) -> dict[int, TxOutcome]: ...
 
 
@@ -129,7 +130,8 @@ class ParallelExecutor:
             outcomes = {outcome.index: outcome for outcome in in_order}
         else:
             raw = [tx.encode() for tx in txs]
-            outcomes = self.cu.execute(env, remote or snapshot, groups, raw, crash)
+            senders = known_senders(txs)
+            outcomes = self.cu.execute(env, remote or snapshot, groups, raw, crash, senders)
         block = validate_block(env, snapshot, txs, outcomes, self.drop_invalid)
         return ParallelResult(block, groups, time.perf_counter() - started, fallback)
 

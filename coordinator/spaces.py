@@ -19,7 +19,7 @@ from typing import Any
 from eth.abc import SignedTransactionAPI
 
 from compute_unit.blockstm import validate_block
-from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, known_senders
 from compute_unit.state import StateReader
 from coordinator.grouping import Group
 from coordinator.pipeline import ComputeUnitAPI, ParallelResult
@@ -83,9 +83,17 @@ class SpacesExecutor:
         started = time.perf_counter()
         plan = plan or self.plan(env, txs)
         raw = [tx.encode() for tx in txs]
+        senders = known_senders(txs)
         runs = {
             name: self._threads.submit(
-                self._run, self.pools[name], env, remote or snapshot, space_groups, raw, crash
+                self._run,
+                self.pools[name],
+                env,
+                remote or snapshot,
+                space_groups,
+                raw,
+                crash,
+                senders,
             )
             for name, space_groups in (plan.by_space or {}).items()
         }
@@ -105,9 +113,10 @@ class SpacesExecutor:
         groups: list[Group],
         raw: list[bytes],
         crash: CrashPlan | None,
+        senders: list[bytes] | None,
     ) -> tuple[dict[int, TxOutcome], float]:
         started = time.perf_counter()
-        outcomes = pool.execute(env, snapshot, groups, raw, crash)
+        outcomes = pool.execute(env, snapshot, groups, raw, crash, senders)
         return outcomes, time.perf_counter() - started
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ from functools import cache
 
 from bench.workload.blocks import BlockGenerator, Mix
 from bench.workload.genesis import Genesis, block_env, build_genesis
-from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, run_group
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, decode_known, run_group
 from compute_unit.state import StateReader, WriteLayer
 from coordinator.grouping import Group
 from coordinator.pipeline import BlockReport, ChainRunner, ParallelExecutor
@@ -35,13 +35,14 @@ class InlineComputeUnit:
         groups: Sequence[Group],
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
+        senders: Sequence[bytes] | None = None,
     ) -> dict[int, TxOutcome]:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError(f"{self.name} is gone")
         outcomes: dict[int, TxOutcome] = {}
         for group in groups:
-            txs = [(i, env.decode(raw_txs[i])) for i in group]
+            txs = [(i, decode_known(env, raw_txs[i], senders and senders[i])) for i in group]
             outcomes.update((o.index, o) for o in run_group(env, WriteLayer(snapshot), txs))
         return outcomes
 
