@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -22,7 +23,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 from chain import Genesis
 from cluster.metrics import ClusterMetrics
-from compute_unit.worker import ComputeUnit, placed, request_placement
+from compute_unit.worker import ComputeUnit, CuUnavailable, placed, request_placement
 from coordinator.node import Node
 from coordinator.node_api import NodeAPI, NodeError
 from coordinator.producer import BlockProducer, CoordinatorSettings
@@ -32,37 +33,59 @@ ACTOR_NAME = "evmpp-coordinator"
 
 
 class RayCuFactory:
-    """Compute Units on the Ray cluster, placed without stalling block production.
+    """Compute Units on the Ray cluster, made without stalling block production.
 
-    A CU whose placement group is not placed within ``wait_s`` stays requested (so Ray's
-    autoscaler sees the demand and can add a node) and the factory answers None; a later
-    call hands out that group's CU once the cluster has placed it. At most ``max_waiting``
-    groups wait at a time.
+    A CU is asked for (its placement group requested) and made on a thread of its own:
+    placed by the cluster (a group that does not fit stays requested, so Ray's autoscaler
+    sees the demand and can add a node), then its worker actors started. Until it is ready
+    the factory answers None; the next call after that hands it out. Waiting here instead
+    stopped the chain: a second per pending scale-up per block, a second and a half to start
+    a CU's actors. At most ``max_waiting`` CUs are in the making at a time.
     """
 
-    def __init__(self, wait_s: float = 0.05, max_waiting: int = 4) -> None:
-        """``wait_s`` is short: the producer asks after each block while a scale-up is
-        pending, and every second waited here was a second the chain stood still."""
-        self.wait_s, self.max_waiting = wait_s, max_waiting
-        self.waiting: dict[str, tuple[PlacementGroup, int]] = {}
+    def __init__(self, max_waiting: int = 4) -> None:
+        self.max_waiting = max_waiting
+        self._threads = ThreadPoolExecutor(max_workers=max_waiting, thread_name_prefix="cu-make")
+        self._making: dict[str, tuple[PlacementGroup, int, Future[ComputeUnit]]] = {}
+        self._closed = threading.Event()
+
+    @property
+    def waiting(self) -> list[str]:
+        """The CUs asked for and not handed out yet."""
+        return list(self._making)
+
+    def _make(self, name: str, cores: int, group: PlacementGroup) -> ComputeUnit:
+        while not placed(group, 1.0):
+            if self._closed.is_set():
+                raise CuUnavailable(f"{name}: the factory closed before it was placed")
+        return ComputeUnit(cores, name, placement=group)  # returns once its actors run
 
     def __call__(self, name: str, cores: int) -> ComputeUnit | None:
-        for waiting_name, (group, size) in list(self.waiting.items()):
-            if size == cores and placed(group, 0.0):
-                del self.waiting[waiting_name]
-                return ComputeUnit(cores, waiting_name, placement=group)
-        if len(self.waiting) >= self.max_waiting:
-            return None
+        for making, (group, size, future) in list(self._making.items()):
+            if size != cores or not future.done():
+                continue
+            del self._making[making]
+            try:
+                return future.result()
+            except Exception:  # the group was removed or the actors failed: ask again
+                remove_placement_group(group)
+        in_flight = any(size == cores for _, size, _ in self._making.values())
+        if in_flight or len(self._making) >= self.max_waiting:
+            return None  # one CU of a size in the making at a time: callers ask every block
         group = request_placement(name, cores)
-        if placed(group, self.wait_s):
-            return ComputeUnit(cores, name, placement=group)
-        self.waiting[name] = (group, cores)
+        future = self._threads.submit(self._make, name, cores, group)
+        self._making[name] = (group, cores, future)
         return None
 
     def close(self) -> None:
-        for group, _ in self.waiting.values():
-            remove_placement_group(group)
-        self.waiting.clear()
+        self._closed.set()
+        for group, _, future in self._making.values():
+            if future.done() and future.exception() is None:
+                future.result().shutdown()
+            else:
+                remove_placement_group(group)
+        self._making.clear()
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _method_names(protocol: type) -> list[str]:

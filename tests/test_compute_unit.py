@@ -1,5 +1,7 @@
 """The Ray Compute Unit: real worker actors, and workers that die mid-block."""
 
+import time
+
 import pytest
 import ray
 from support import assert_identical, env_for, generator, small_genesis
@@ -49,9 +51,11 @@ def test_a_compute_unit_the_cluster_cannot_place_is_refused_cleanly(ray_cluster)
 
 
 def test_a_cu_that_does_not_fit_stays_requested_without_stalling(ray_cluster):
-    factory = RayCuFactory(wait_s=0.5, max_waiting=1)
+    factory = RayCuFactory(max_waiting=1)
     try:
+        started = time.monotonic()
         assert factory("cu-huge", 64) is None  # waits for a node the autoscaler could add
+        assert time.monotonic() - started < 0.5  # without waiting itself
         assert list(factory.waiting) == ["cu-huge"]
         assert factory("cu-huge-2", 64) is None  # no second request piles up
         assert list(factory.waiting) == ["cu-huge"]
@@ -61,3 +65,20 @@ def test_a_cu_that_does_not_fit_stays_requested_without_stalling(ray_cluster):
         factory.close()
     states = {pg["name"]: pg["state"] for pg in ray.util.placement_group_table().values()}
     assert states["cu-huge"] == "REMOVED"
+
+
+def test_a_cu_that_fits_is_handed_out_once_its_actors_run(ray_cluster):
+    factory = RayCuFactory()
+    try:
+        assert factory("cu-soon", 1) is None  # asked for: made on the factory's thread
+        deadline = time.monotonic() + 60
+        asks = iter(range(1000))
+        while (cu := factory(f"cu-later-{next(asks)}", 1)) is None:
+            assert time.monotonic() < deadline, "the CU never came"
+            time.sleep(0.1)
+        assert cu.name == "cu-soon" and cu.size == 1
+        names = {pg["name"] for pg in ray.util.placement_group_table().values()}
+        assert not any(name.startswith("cu-later") for name in names)  # no pile of requests
+        cu.shutdown()
+    finally:
+        factory.close()

@@ -142,7 +142,8 @@ def test_the_story_subscribes_mid_run_and_every_block_verifies(ray_cluster, caps
     settings = CoordinatorSettings(
         block_interval=0.1, cu_cores=1, policy=ScalingPolicy(window=2, max_cus=2)
     )
-    result = run_story(settings, 80, 4, ramp=(Phase(8, 20), Phase(4, 5)), subscribe_after=1)
+    # the dApp's CU is made off the chain's path (its actors take a second or two to start)
+    result = run_story(settings, 80, 4, ramp=(Phase(30, 20), Phase(4, 5)), subscribe_after=1)
     assert result.blocks and all(b["verified"] for b in result.blocks)
     assert result.subscription["status"] == "active"
     assert any(b["txs"].get(result.subscription["cu"], 0) for b in result.blocks)
