@@ -20,10 +20,15 @@ class CuSupply:
         self.factory = factory
         self.cores = cores
         self._names = (f"cu-{n}" for n in itertools.count())
+        self._asking: str | None = None  # the name asked for and not handed out yet
 
     def new(self) -> Any:
-        """A CU now, or None (the cluster has no room yet)."""
-        return self.factory(next(self._names), self.cores)
+        """A CU now, or None (the cluster has no room yet, or it is still being made: the
+        same name is asked for again, so CUs are numbered as they come)."""
+        name = self._asking or next(self._names)
+        cu = self.factory(name, self.cores)
+        self._asking = name if cu is None else None
+        return cu
 
     def wait_for(self, timeout: float) -> Any:
         """A CU, waiting up to ``timeout`` seconds for the cluster to place one."""

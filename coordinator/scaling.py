@@ -98,8 +98,8 @@ class Scaler:
                 self.events.add(
                     number,
                     "pending",
-                    f"{PBS}: {self.pending_cus} CUs cannot be "
-                    "placed yet (not enough CPUs); retried every block",
+                    f"{PBS}: {self.pending_cus} CUs not ready yet (the cluster places and "
+                    "starts them, or has no room); retried every block",
                 )
                 return
             self.pool.cus.append(cu)

@@ -44,6 +44,7 @@ class SubscriptionRecord:
     space: ElasticSpace | None = None
     cu: str | None = None
     active_since: int | None = None
+    told_pending: bool = False  # the event saying it waits for a CU was given
 
 
 class SubscriptionBook:
@@ -170,7 +171,14 @@ class SubscriptionBook:
             record = self.records[bid.subscription]
             cu = self.supply.new()
             if cu is None:
-                self.events.add(number, "pending", f"no room for a CU for {record.id}; retrying")
+                if not record.told_pending:  # once, not every block it waits
+                    record.told_pending = True
+                    self.events.add(
+                        number,
+                        "pending",
+                        f"no CU for {record.id} yet (the cluster places and starts one); "
+                        "retried every block",
+                    )
                 break
             record.cu, record.status, record.active_since = cu.name, "active", number + 1
             record.space = ElasticSpace(record.id, frozenset(record.contracts), cu.size)
