@@ -16,7 +16,8 @@ the header (``verified_blocks``); ``tps_sequential`` is the transactions over py
 execution time of those blocks alone (no RPC, no pool, no commit), so the ratio is the node's
 whole path against bare sequential execution.
 
-Writes ``bench/results/node.json``: per-run rows and ``summary.tps``, ``summary.tps_sequential``,
+Each configuration runs ``--repeat`` times (3), off and on side by side each time; the summary
+holds medians. Writes ``bench/results/node.json``: per-run rows and ``summary.tps``, ``summary.tps_sequential``,
 ``summary.tps_ratio``, ``summary.tps_ratio_verified``, ``summary.latency_p50_s``,
 ``summary.latency_p99_s``, ``summary.blocks``, ``summary.verified_blocks``,
 ``summary.verifier_lag_max``.
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -251,6 +253,31 @@ def replay_sequentially(genesis_path: Path, data_dir: Path) -> tuple[int, int, i
     return blocks, verified, txs, seconds
 
 
+def measured_run(
+    genesis_path: Path, raws: list[bytes], args: argparse.Namespace, verify: bool, repeat: int
+) -> dict:
+    """One run of the node, then its blocks replayed on sequential py-evm; its row."""
+    result, data_dir = one_run(genesis_path, raws, args, verify)
+    blocks, verified, txs, seconds = replay_sequentially(genesis_path, data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    row = asdict(result) | {
+        "run": repeat,
+        "chain_blocks": blocks,
+        "verified_blocks": verified,
+        "tps_sequential": round(txs / seconds, 1) if seconds else 0.0,
+        "sequential_s": round(seconds, 3),
+    }
+    row["tps_ratio"] = round(row["tps"] / row["tps_sequential"], 3) if seconds else 0.0
+    print(
+        f"run {repeat} verifier {'on ' if verify else 'off'}: {row['tps']:7.1f} tps, "
+        f"sequential py-evm {row['tps_sequential']:7.1f} tps on the same blocks -> "
+        f"{row['tps_ratio']:.2f}x; latency p50 {row['latency_p50_s']:.2f} s p99 "
+        f"{row['latency_p99_s']:.2f} s; {row['blocks']} blocks, {verified}/{blocks} verified; "
+        f"lag max {row['verifier_lag_max']}",
+    )
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--txs", type=int, default=5000)
@@ -266,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         default="fresh",
         help="pay fresh addresses (no conflicts across senders) or the senders themselves",
     )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; medians reported")
     parser.add_argument("--json", default=str(RESULTS))
     args = parser.parse_args(argv)
     genesis, raws = signed_load(args)
@@ -274,38 +302,36 @@ def main(argv: list[str] | None = None) -> int:
     genesis_path.write_text(json.dumps(chain_genesis(genesis, args.gas_limit).to_geth_json()))
     print(f"{len(raws)} signed ERC20 transfers from {args.senders} senders", file=sys.stderr)
     rows = []
-    for verify in (False, True):
-        result, data_dir = one_run(genesis_path, raws, args, verify)
-        blocks, verified, txs, seconds = replay_sequentially(genesis_path, data_dir)
-        row = asdict(result) | {
-            "chain_blocks": blocks,
-            "verified_blocks": verified,
-            "tps_sequential": round(txs / seconds, 1) if seconds else 0.0,
-            "sequential_s": round(seconds, 3),
-        }
-        row["tps_ratio"] = round(row["tps"] / row["tps_sequential"], 3) if seconds else 0.0
-        rows.append(row)
-        print(
-            f"verifier {'on ' if verify else 'off'}: {row['tps']:7.1f} tps, sequential py-evm "
-            f"{row['tps_sequential']:7.1f} tps on the same blocks -> {row['tps_ratio']:.2f}x; "
-            f"latency p50 {row['latency_p50_s']:.2f} s p99 {row['latency_p99_s']:.2f} s; "
-            f"{row['blocks']} blocks, {verified}/{blocks} verified; lag max "
-            f"{row['verifier_lag_max']}",
-        )
-    plain, checked = rows
+    for repeat in range(args.repeat):  # off and on side by side, each time
+        for verify in (False, True):
+            rows.append(measured_run(genesis_path, raws, args, verify, repeat))
+    plain = [row for row in rows if not row["verifier"]]
+    checked = [row for row in rows if row["verifier"]]
+
+    def median(runs: list[dict], field: str) -> float:
+        return round(statistics.median(row[field] for row in runs), 3)
+
     summary = {
-        "tps": plain["tps"],
-        "tps_sequential": plain["tps_sequential"],
-        "tps_ratio": plain["tps_ratio"],
-        "tps_ratio_verified": checked["tps_ratio"],
-        "tps_verified": checked["tps"],
-        "latency_p50_s": plain["latency_p50_s"],
-        "latency_p99_s": plain["latency_p99_s"],
-        "blocks": plain["chain_blocks"],
-        "verified_blocks": plain["verified_blocks"],
-        "verifier_lag_max": checked["verifier_lag_max"],
+        "tps": median(plain, "tps"),
+        "tps_sequential": median(plain, "tps_sequential"),
+        "tps_ratio": median(plain, "tps_ratio"),
+        "tps_ratio_verified": median(checked, "tps_ratio"),
+        "tps_verified": median(checked, "tps"),
+        "latency_p50_s": median(plain, "latency_p50_s"),
+        "latency_p99_s": median(plain, "latency_p99_s"),
+        "blocks": sum(row["chain_blocks"] for row in rows),
+        "verified_blocks": sum(row["verified_blocks"] for row in rows),
+        "verifier_lag_max": max(row["verifier_lag_max"] for row in checked),
+        "runs": args.repeat,
         "settings": vars(args),
     }
+    print(
+        f"median of {args.repeat}: {summary['tps']:.0f} tps against sequential py-evm's "
+        f"{summary['tps_sequential']:.0f} on the same blocks: {summary['tps_ratio']:.2f}x "
+        f"(verifier on: {summary['tps_ratio_verified']:.2f}x, lag at most "
+        f"{summary['verifier_lag_max']} blocks); {summary['verified_blocks']} of "
+        f"{summary['blocks']} blocks replayed equal"
+    )
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
