@@ -18,9 +18,9 @@ whole path against bare sequential execution.
 
 Each configuration runs ``--repeat`` times (3), off and on side by side each time; the summary
 holds medians. Writes ``bench/results/node.json``: per-run rows and ``summary.tps``,
-``summary.tps_sequential``, ``summary.tps_ratio``, ``summary.tps_ratio_verified``, ``summary.latency_p50_s``,
-``summary.latency_p99_s``, ``summary.blocks``, ``summary.verified_blocks``,
-``summary.verifier_lag_max``.
+``summary.tps_sequential``, ``summary.tps_ratio``, ``summary.tps_ratio_verified``,
+``summary.latency_p50_s``, ``summary.latency_p99_s``, ``summary.blocks``,
+``summary.verified_blocks``, ``summary.verifier_lag_max``.
 """
 
 from __future__ import annotations
