@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,19 @@ from coordinator.txpool import TxPool
 from coordinator.verifier import CommittedBlock, decode_header
 from storage.chaindata import ChainData, DroppedTx, StoredBlock
 from storage.ss import StorageError
+
+
+class CommitInterrupted(RuntimeError):
+    """A block's commit failed part way: this process cannot go on from its memory; a
+    restart on the data dir recovers (the stored block is re-executed, or the stores
+    rolled forward to each other)."""
+
+    def __init__(self, number: int, cause: Exception) -> None:
+        super().__init__(
+            f"the commit of block {number} failed ({cause!r}); restart the node on its data "
+            "dir: it recovers from what was stored"
+        )
+        self.number = number
 
 
 @dataclass(frozen=True)
@@ -155,8 +168,16 @@ class BlockBuilder:
     def committed(self, number: int) -> CommittedBlock:
         """A stored block as the verifier replays it."""
         block = self.data.block(number)
-        ancestors = [self.data.block(n).hash for n in range(number - 1, max(-1, number - 257), -1)]
+        ancestors = [self.data.hash_of(n) for n in range(number - 1, max(-1, number - 257), -1)]
         return CommittedBlock(number, block.header, block.transactions, tuple(ancestors))
+
+    def committed_blocks(self, last: int) -> Iterator[CommittedBlock]:
+        """Blocks 1 to ``last`` as the verifier replays them (a replica catching up)."""
+        hashes: deque[bytes] = deque([self.data.hash_of(0)], maxlen=MAX_ANCESTORS)
+        for number in range(1, last + 1):
+            block = self.data.block(number)
+            yield CommittedBlock(number, block.header, block.transactions, tuple(hashes))
+            hashes.appendleft(block.hash)
 
     def vm_at(self, number: int, timestamp: int) -> Any:
         return self.genesis.spec.vm_class_at(number, timestamp)
@@ -216,6 +237,10 @@ class BlockBuilder:
         self.chain.before_write = store
         try:
             report, parallel, _ = self.chain.import_block(env, accepted)
+        except Exception as err:
+            if self.chain.committing:  # the trie in memory, or the stores, are mid-commit
+                raise CommitInterrupted(number, err) from err
+            raise  # nothing committed: the block can be built again
         finally:
             self.chain.before_write = None
         clock.lap("commit")

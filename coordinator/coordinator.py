@@ -12,6 +12,7 @@ raised again on the caller's side.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -165,6 +166,9 @@ class CoordinatorActor:
             return True, getattr(self.node, method)(*args)
         except NodeError as err:
             return False, err
+        except Exception as err:  # a bug: said as an internal error, the node goes on
+            logging.getLogger(__name__).exception("%s failed", method)
+            return False, NodeError(f"internal error: {type(err).__name__}", -32603, status=500)
 
     def dispatch(self, body: bytes) -> Any:
         """A whole JSON-RPC body (a request or a batch) answered here: one round trip."""

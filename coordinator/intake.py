@@ -40,6 +40,7 @@ class Intake:
         allow_unprotected: bool = False,
         record_evicted: Callable[[], None] | None = None,
         head_key: Callable[[], object] = lambda: None,
+        space_gas_limit: Callable[[bytes | None], int] | None = None,
     ) -> None:
         """``next_env``: the env of the block being filled next (its rules apply);
         ``state``: the latest committed state; ``lock``: the node's, shared with block
@@ -47,8 +48,11 @@ class Intake:
         called after each addition to record what the pool evicted for it (a replaced
         transaction, one pushed out by the caps), so the node can answer for it;
         ``head_key``: what the next block's rules depend on (the head, the gas cap): the
-        rules are made again only when it changes."""
+        rules are made again only when it changes; ``space_gas_limit``: the gas limit of the
+        block space a transaction to an address goes to (a transaction over it would wait in
+        the pool for ever: geth's "exceeds block gas limit")."""
         self.head_key = head_key
+        self.space_gas_limit = space_gas_limit
         self._rules: tuple[object, AdmissionRules] | None = None
         self.pool = pool
         self.book = book
@@ -85,6 +89,8 @@ class Intake:
             sender = check_tx(rules, tx, body)
         except ValidationError as err:
             raise NodeError(str(err)) from err
+        if self.space_gas_limit is not None and tx.gas > self.space_gas_limit(tx.to or None):
+            raise NodeError("exceeds block gas limit")
         state = self.state()
         with self.lock:
             if tx.hash in self.pool:

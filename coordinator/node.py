@@ -141,14 +141,14 @@ class Node:
 
     def _call_env(self, number: int) -> BlockEnv:
         decoded = self._stored(number)
+        if decoded is None:
+            raise NodeError("header not found")
         block, header = decoded.block, decoded.header
         recent = tuple(self.producer.builder.ancestors)  # newest first, the head's first
         if recent and recent[0] == block.hash:
             ancestors = list(recent[1:])
         else:
-            ancestors = [
-                self._block(n).block.hash for n in range(number - 1, max(-1, number - 257), -1)
-            ]
+            ancestors = [self.data.hash_of(n) for n in range(number - 1, max(-1, number - 257), -1)]
         return BlockEnv(decoded.vm_class, header, self.chain_id, tuple(ancestors))
 
     def _message(self, request: CallRequest, gas: int) -> Message:
@@ -179,6 +179,13 @@ class Node:
     def estimate_gas(self, request: CallRequest, number: int) -> int:
         env = self._call_env(number)
         cap = self._gas_cap(request, env)
+        price = request.gas_price or request.max_fee_per_gas or 0
+        if price:  # as geth: no more gas than the sender can pay for at that price
+            sender = request.sender or b"\x00" * 20
+            available = self.account(sender, number).balance - request.value
+            if available < 0:
+                raise NodeError("insufficient funds for transfer")
+            cap = min(cap, available // price)
         estimate = estimate_gas(env, _StateAt(self, number), self._message(request, cap), cap)
         if estimate.gas is not None:
             return estimate.gas
@@ -207,6 +214,8 @@ class Node:
             return tx_view(decoded.tx(index), block.senders[index], block, index)
         with self.producer.lock:
             tx = self.producer.pool.get(tx_hash)
+        if tx is None and self._located(tx_hash) is not None:  # included meanwhile
+            return self.transaction(tx_hash)
         return None if tx is None else tx_view(tx, tx.sender)
 
     def receipt(self, tx_hash: bytes) -> ReceiptView | None:
@@ -226,6 +235,9 @@ class Node:
             status = self.producer.pool.status(tx_hash)
         if status is not None:
             return TxStatusView(tx_hash, status)
+        located = self._located(tx_hash)  # included meanwhile (the pool let go of it)
+        if located is not None:
+            return TxStatusView(tx_hash, "included", located[0].block.number)
         dropped = self.data.dropped(tx_hash)
         if dropped is not None:
             return TxStatusView(tx_hash, "dropped", dropped.block_number, dropped.reason)

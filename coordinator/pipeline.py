@@ -215,6 +215,7 @@ class ChainRunner:
             self.committer.load_genesis(items)
         self.oracle = SequentialChain(items) if verify else None
         self.keep_prior = keep_prior
+        self.committing = False
         # (env, validated block, prior values, state root) -> None: called once a block's
         # root is known, before the state is written (``Committer.commit``); a node stores
         # its block there
@@ -321,6 +322,7 @@ class ChainRunner:
             parallel.prior = dict(zip(keys, self.committer.ss.get_many(keys), strict=True))
         started = time.perf_counter()
         number = env.header.block_number
+        self.committing = True  # from here a failure leaves the stores to recover on open
         if env.intermediate_roots:
             steps = [(step.writes, step.wiped) for step in block.steps]
             roots = self.committer.commit_steps(number, steps, block.writes, block.wiped)
@@ -336,6 +338,7 @@ class ChainRunner:
         if self._prefetch is not None:
             self._prefetch_patches.append((block.writes, block.wiped))
         self._new_block_view()
+        self.committing = False
         sequential = None
         if self.oracle is not None:
             oracle_txs = [env.decode(tx.encode()) for tx in kept]  # no sender recovered yet

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from cluster.autoscaler import ScalingPolicy
 from cluster.governance import Validator, default_validators
 from compute_unit.pool import CuPool
 from compute_unit.state import StateReader
-from coordinator.builder import BlockBuilder, BuiltBlock, Space
+from coordinator.builder import BlockBuilder, BuiltBlock, CommitInterrupted, Space
 from coordinator.cu_supply import CuFactory, CuSupply
 from coordinator.events import EventLog
 from coordinator.hints import HintTable
@@ -42,6 +43,7 @@ from coordinator.verifier import Verdict, VerifierAPI
 from storage.chaindata import ChainData
 from storage.keys import acct_key, genesis_state
 
+RECORDS_KEPT = 100_000  # /v1/blocks records in memory (the chain data keeps every block)
 VerifierFactory = Callable[[list, int, Callable[[int, int], Any]], VerifierAPI]
 
 
@@ -100,7 +102,7 @@ class BlockProducer:
         self.on_block = on_block
         self.lock = FairRLock()  # intake, block building and the API share it
         self.events = EventLog()
-        self.records: list[BlockRecord] = []
+        self.records: deque[BlockRecord] = deque(maxlen=RECORDS_KEPT)
         self.halted: str | None = None
         self.pbs_gas_limit = settings.pbs_gas_limit or genesis.gas_limit
         self.supply = CuSupply(make_cu, settings.cu_cores)
@@ -152,6 +154,7 @@ class BlockProducer:
             settings.allow_unprotected,
             self.builder.record_evicted,
             lambda: (self.number, self.builder.ancestors[0], self.gas_cap()),
+            self.space_gas_limit,
         )
         self.verifier: VerifierAPI | None = None
         self._verdicts_lock = threading.Lock()
@@ -159,8 +162,8 @@ class BlockProducer:
         self.lag_max = 0
         if settings.verify and make_verifier is not None:
             self.verifier = make_verifier(state, genesis.spec.chain_id, genesis.spec.vm_class_at)
-            for number in range(1, self.number + 1):  # a restarted replica catches up
-                self.verifier.submit(self.builder.committed(number))
+            for block in self.builder.committed_blocks(self.number):  # a replica catching up
+                self.verifier.submit(block)
 
     @property
     def number(self) -> int:
@@ -171,7 +174,16 @@ class BlockProducer:
         return self.chain.snapshot
 
     def gas_cap(self) -> int:
-        return self.pbs_gas_limit + self.book.gas_limits()
+        with self.lock:  # API threads ask while blocks change the subscriptions
+            return self.pbs_gas_limit + self.book.gas_limits()
+
+    def space_gas_limit(self, to: bytes | None) -> int:
+        """The gas limit of the block space a transaction to ``to`` goes to."""
+        with self.lock:
+            for record in self.book.active():
+                if to in record.contracts:
+                    return record.space.gas_limit
+            return self.pbs_gas_limit
 
     # -- blocks -----------------------------------------------------------------------------
     def produce(self) -> BlockRecord | None:
@@ -184,7 +196,12 @@ class BlockProducer:
             spaces = self._spaces()
         restarts = self.executor.restarts
         waited = time.perf_counter() - started
-        built = self.builder.build(spaces)
+        try:
+            built = self.builder.build(spaces)
+        except CommitInterrupted as err:
+            self.halted = str(err)
+            self.events.add(err.number, "halt", f"halted: {self.halted}")
+            return None
         finished = time.perf_counter()
         number = built.header.block_number
         if self.executor.restarts > restarts:
@@ -194,20 +211,24 @@ class BlockProducer:
                 f"{self.executor.restarts - restarts} worker(s) died mid-block; each was "
                 "replaced in its CU and its groups re-ran there",
             )
+        if self.verifier is not None:  # committed: the replica gets it first, whatever follows
+            with self._verdicts_lock:
+                self.verifier.submit(built.sealed.committed)
         for dropped in built.dropped:
             self.events.add(number, "dropped", f"0x{dropped.hash.hex()}: {dropped.reason}")
         with self.lock:
-            for dropped in built.dropped:
-                self.book.forget(dropped.hash)
-            self.book.apply(number, built.txs, built.outcomes, built.state_before)
-            self.book.adapt(number, built.gas_by_space, built.times)
-            self.scaler.after_block(number, built.times.get(PBS, 0.0))
+            try:
+                for dropped in built.dropped:
+                    self.book.forget(dropped.hash)
+                self.book.apply(number, built.txs, built.outcomes, built.state_before)
+                self.book.adapt(number, built.gas_by_space, built.times)
+                self.scaler.after_block(number, built.times.get(PBS, 0.0))
+            except Exception as err:  # the block stands; what follows it is retried next block
+                self.events.add(number, "failure", f"after block {number}: {err!r}")
             built.phases_ms["before"] = round(waited * 1000, 2)
             built.phases_ms["after"] = round((time.perf_counter() - finished) * 1000, 2)
             record = self._record(built)
             self.records.append(record)
-        if self.verifier is not None:
-            self.verifier.submit(built.sealed.committed)
         self.check_verifier()
         if self.on_block is not None:
             self.on_block(self, record)

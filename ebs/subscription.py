@@ -84,7 +84,12 @@ def parse(tx: SignedTransactionAPI, state: StateReader) -> Subscribe | Cancel:
     except DecodingError as err:
         raise SubscriptionError(f"payload is not RLP: {err}") from err
     if data[0] == CANCEL:
-        if not isinstance(payload, list) or len(payload) != 1 or len(payload[0]) != 8:
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 1
+            or not isinstance(payload[0], bytes)
+            or len(payload[0]) != 8
+        ):
             raise SubscriptionError("cancel payload must be [8-byte subscription id]")
         return Cancel(payload[0].hex(), tx.sender)
     if data[0] != SUBSCRIBE:

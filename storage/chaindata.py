@@ -526,6 +526,14 @@ class ChainData:
 
         return self._read("dropped", tx_hash, decode)
 
+    def hash_of(self, number: int) -> bytes | None:
+        """A stored block's hash, from its header record alone."""
+        if number < 0:
+            return None
+        key = _num(number)
+        raw = self._cf["headers"].get(key)
+        return None if raw is None else self._decode("headers", key, raw, _decode_header)[0]
+
     def block(self, number: int) -> StoredBlock | None:
         if number < 0:
             return None
@@ -629,6 +637,10 @@ class ChainData:
         in the same transaction, which had no storage before, so this does not arise on
         post-Cancun chains. A block older than the window is ``HistoryUnavailable`` too.
         """
+        # The current value first, then the head and the records: a block is stored (with
+        # its record) before its state is committed, so a commit landing in between is
+        # always covered by a record read after it.
+        latest = current(key)
         head = self._head
         if head is None or not 0 <= number <= head:
             raise StorageError(f"{self.path}: block {number} is not stored (head: {head})")
@@ -649,7 +661,7 @@ class ChainData:
                     "wiped the account's storage and the node keeps prior values of written "
                     "slots only"
                 )
-        return current(key)
+        return latest
 
     def history(self, number: int) -> HistoryRecord:
         """Block ``number``'s history record (decoded once, then from a bounded LRU)."""
