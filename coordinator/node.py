@@ -180,17 +180,19 @@ class Node:
         env = self._call_env(number)
         cap = self._gas_cap(request, env)
         price = request.gas_price or request.max_fee_per_gas or 0
+        capped = False
         if price:  # as geth: no more gas than the sender can pay for at that price
             sender = request.sender or b"\x00" * 20
             available = self.account(sender, number).balance - request.value
             if available < 0:
                 raise NodeError("insufficient funds for transfer")
+            capped = available // price < cap
             cap = min(cap, available // price)
         estimate = estimate_gas(env, _StateAt(self, number), self._message(request, cap), cap)
         if estimate.gas is not None:
             return estimate.gas
         failure = estimate.failure
-        if failure.invalid is not None:
+        if failure.invalid is not None and not capped:
             raise NodeError(failure.invalid)
         if failure.error == "execution reverted":
             raise NodeError("execution reverted", EXECUTION_REVERTED, failure.output)

@@ -179,3 +179,32 @@ def test_a_mismatch_found_by_the_verifier_halts_production(tmp_path, monkeypatch
         assert client.get("/healthz").status_code == 503
         assert client.get("/v1/cluster").json()["halted"].startswith("block 2 differs")
     producer.close()
+
+
+def test_estimate_gas_is_capped_by_what_the_sender_can_pay(tmp_path):
+    from coordinator.node_api import CallRequest, NodeError
+
+    alice, bob = dev_accounts(2)
+    producer = inline_producer(dev_genesis(), data_dir=tmp_path / "chain")
+    node = Node(producer)
+    plain = CallRequest(sender=alice.address, to=bob.address, value=1)
+    assert node.estimate_gas(plain, 0) == 21_000
+    price = 10_000 * ETHER // 20_000  # 10,000 ETH buys 20,000 gas at this price: too little
+    with pytest.raises(NodeError, match=r"gas required exceeds allowance \(19999\)"):
+        node.estimate_gas(CallRequest(alice.address, bob.address, gas_price=price, value=1), 0)
+    with pytest.raises(NodeError, match="insufficient funds for transfer"):
+        node.estimate_gas(CallRequest(bob.address, alice.address, gas_price=1, value=10**30), 0)
+    producer.close()
+
+
+def test_a_malformed_cancel_payload_is_refused_clearly():
+    from ebs.subscription import CANCEL, REGISTRY, SubscriptionError, parse
+
+    alice, _ = dev_accounts(2)
+    producer = inline_producer(dev_genesis())
+    data = bytes([CANCEL]) + rlp.encode([[b"\x01"] * 8])  # a list where the id goes
+    raw = transfer(alice.private_key, 0, REGISTRY, 0)
+    tx = producer.intake.decode(raw).copy(data=data)
+    with pytest.raises(SubscriptionError, match="cancel payload"):
+        parse(tx, producer.state)
+    producer.close()
