@@ -104,66 +104,74 @@ class BlockProducer:
         self.events = EventLog()
         self.records: deque[BlockRecord] = deque(maxlen=RECORDS_KEPT)
         self.halted: str | None = None
-        self.pbs_gas_limit = settings.pbs_gas_limit or genesis.gas_limit
-        self.supply = CuSupply(make_cu, settings.cu_cores)
-        basic = [self.supply.wait_for(settings.startup_timeout) for _ in range(settings.basic_cus)]
-        self.pools: dict[str, CuPool] = {PBS: CuPool(PBS, basic, self._failure)}
-        self.book = SubscriptionBook(
-            self.pools,
-            self.supply,
-            self.events,
-            settings.ebs_slots,
-            self.pbs_gas_limit,
-            self._failure,
-        )
-        self.scaler = Scaler(
-            self.pools[PBS],
-            self.supply,
-            self.events,
-            settings.policy,
-            validators or default_validators(settings.validators),
-            settings.block_interval,
-            settings.seed,
-        )
-        self.table = HintTable(hints_dir)
-        self.executor = SpacesExecutor(self.pools, HintPlanner(self.table))
-        state = genesis_state(genesis.alloc)
-        self.chain = ChainRunner(
-            state, self.executor, data_dir, preload=True, verify=False, keep_prior=True
-        )
-        self.data = ChainData(self.chain.committer.data_dir / "chain", settings.history_blocks)
-        self.pool = TxPool(settings.pool, _LatestState(self.chain))
-        self.builder = BlockBuilder(
-            genesis,
-            self.chain,
-            self.executor,
-            self.data,
-            self.pool,
-            settings.coinbase,
-            clock,
-            settings.allow_unprotected,
-            self.lock,
-        )
-        self.events.add(self.number, "start", f"chain: {self.builder.recovery}")
-        self.intake = Intake(
-            self.pool,
-            self.book,
-            lambda: self.builder.next_env(self.gas_cap()),
-            lambda: self.chain.snapshot,
-            self.lock,
-            settings.allow_unprotected,
-            self.builder.record_evicted,
-            lambda: (self.number, self.builder.ancestors[0], self.gas_cap()),
-            self.space_gas_limit,
-        )
         self.verifier: VerifierAPI | None = None
-        self._verdicts_lock = threading.Lock()
-        self.verified = 0
-        self.lag_max = 0
-        if settings.verify and make_verifier is not None:
-            self.verifier = make_verifier(state, genesis.spec.chain_id, genesis.spec.vm_class_at)
-            for block in self.builder.committed_blocks(self.number):  # a replica catching up
-                self.verifier.submit(block)
+        try:
+            self.pbs_gas_limit = settings.pbs_gas_limit or genesis.gas_limit
+            self.supply = CuSupply(make_cu, settings.cu_cores)
+            basic = [
+                self.supply.wait_for(settings.startup_timeout) for _ in range(settings.basic_cus)
+            ]
+            self.pools: dict[str, CuPool] = {PBS: CuPool(PBS, basic, self._failure)}
+            self.book = SubscriptionBook(
+                self.pools,
+                self.supply,
+                self.events,
+                settings.ebs_slots,
+                self.pbs_gas_limit,
+                self._failure,
+            )
+            self.scaler = Scaler(
+                self.pools[PBS],
+                self.supply,
+                self.events,
+                settings.policy,
+                validators or default_validators(settings.validators),
+                settings.block_interval,
+                settings.seed,
+            )
+            self.table = HintTable(hints_dir)
+            self.executor = SpacesExecutor(self.pools, HintPlanner(self.table))
+            state = genesis_state(genesis.alloc)
+            self.chain = ChainRunner(
+                state, self.executor, data_dir, preload=True, verify=False, keep_prior=True
+            )
+            self.data = ChainData(self.chain.committer.data_dir / "chain", settings.history_blocks)
+            self.pool = TxPool(settings.pool, _LatestState(self.chain))
+            self.builder = BlockBuilder(
+                genesis,
+                self.chain,
+                self.executor,
+                self.data,
+                self.pool,
+                settings.coinbase,
+                clock,
+                settings.allow_unprotected,
+                self.lock,
+            )
+            self.events.add(self.number, "start", f"chain: {self.builder.recovery}")
+            self.intake = Intake(
+                self.pool,
+                self.book,
+                lambda: self.builder.next_env(self.gas_cap()),
+                lambda: self.chain.snapshot,
+                self.lock,
+                settings.allow_unprotected,
+                self.builder.record_evicted,
+                lambda: (self.number, self.builder.ancestors[0], self.gas_cap()),
+                self.space_gas_limit,
+            )
+            self._verdicts_lock = threading.Lock()
+            self.verified = 0
+            self.lag_max = 0
+            if settings.verify and make_verifier is not None:
+                self.verifier = make_verifier(
+                    state, genesis.spec.chain_id, genesis.spec.vm_class_at
+                )
+                for block in self.builder.committed_blocks(self.number):  # a replica catching up
+                    self.verifier.submit(block)
+        except BaseException:  # a store that would not open, no CU in time: let go of
+            self.close()  # what was opened (CUs, threads, RocksDB) before saying so
+            raise
 
     @property
     def number(self) -> int:
@@ -311,13 +319,13 @@ class BlockProducer:
         self.events.add(self.number + 1, "failure", message)
 
     def close(self) -> None:
+        """Everything the producer opened (also after a failed start: what it got to)."""
         if self.verifier is not None:
             self.verifier.close()
-        for pool in self.pools.values():
+        for pool in getattr(self, "pools", {}).values():
             for cu in pool.cus:
                 cu.shutdown()
             pool.close()
-        self.executor.close()
-        self.data.close()
-        self.chain.close()
-        self.table.close()
+        for part in ("executor", "data", "chain", "table"):
+            if hasattr(self, part):
+                getattr(self, part).close()

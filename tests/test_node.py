@@ -208,3 +208,17 @@ def test_a_malformed_cancel_payload_is_refused_clearly():
     with pytest.raises(SubscriptionError, match="cancel payload"):
         parse(tx, producer.state)
     producer.close()
+
+
+def test_a_start_that_fails_lets_go_of_its_stores(tmp_path):
+    import shutil
+
+    from storage.ss import StorageError
+
+    producer = inline_producer(dev_genesis(), data_dir=tmp_path / "chain")
+    producer.produce()
+    producer.close()
+    shutil.rmtree(tmp_path / "chain" / "chain")  # the chain data lost, the state kept
+    with pytest.raises(StorageError, match="no chain data"):
+        inline_producer(dev_genesis(), data_dir=tmp_path / "chain")
+    Committer(tmp_path / "chain").close()  # nothing left holding the stores' locks
