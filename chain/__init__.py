@@ -15,7 +15,7 @@ from chain.dev import (
     dev_genesis,
     format_dev_accounts,
 )
-from chain.env import BlockEnv, ancestor_hashes, next_base_fee
+from chain.env import BlockEnv, next_base_fee
 from chain.genesis import (
     Genesis,
     GenesisAccount,
@@ -38,7 +38,6 @@ __all__ = [
     "Genesis",
     "GenesisAccount",
     "GenesisError",
-    "ancestor_hashes",
     "dev_accounts",
     "dev_genesis",
     "format_dev_accounts",

@@ -3,12 +3,11 @@
 Built once per block, before execution, from the fork schedule (``chain.spec``), the block's
 header and its ancestors' hashes; every compute unit and the sequential oracle run the block's
 transactions against the same ``BlockEnv``. ``next_base_fee`` gives the EIP-1559 base fee a
-new block's header must carry, ``ancestor_hashes`` what BLOCKHASH can see.
+new block's header must carry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, VirtualMachineAPI
@@ -49,16 +48,3 @@ def next_base_fee(parent_header: BlockHeaderAPI) -> int:
     if not hasattr(parent_header, "base_fee_per_gas"):
         return INITIAL_BASE_FEE
     return calculate_expected_base_fee_per_gas(parent_header)
-
-
-def ancestor_hashes(recent: Sequence[bytes]) -> tuple[bytes, ...]:
-    """The ``prev_hashes`` of a block whose ancestors' hashes are ``recent``, oldest first.
-
-    ``recent`` ends with the parent's hash; the result is the last 256 of them newest first
-    (index 0 is the parent), as py-evm's BLOCKHASH reads them.
-    """
-    window = tuple(reversed(recent[-BLOCKHASH_WINDOW:]))
-    for depth, block_hash in enumerate(window):
-        if len(block_hash) != 32:
-            raise ValueError(f"ancestor hash at depth {depth} is {len(block_hash)} bytes, not 32")
-    return window

@@ -165,12 +165,6 @@ class BlockBuilder:
                 f"0x{parallel.state_root.hex()}, its header says 0x{header.state_root.hex()}"
             )
 
-    def committed(self, number: int) -> CommittedBlock:
-        """A stored block as the verifier replays it."""
-        block = self.data.block(number)
-        ancestors = [self.data.hash_of(n) for n in range(number - 1, max(-1, number - 257), -1)]
-        return CommittedBlock(number, block.header, block.transactions, tuple(ancestors))
-
     def committed_blocks(self, last: int) -> Iterator[CommittedBlock]:
         """Blocks 1 to ``last`` as the verifier replays them (a replica catching up)."""
         hashes: deque[bytes] = deque([self.data.hash_of(0)], maxlen=MAX_ANCESTORS)

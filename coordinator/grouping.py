@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from compute_unit.groups import Group, assign_groups  # noqa: F401  (re-exported)
+from compute_unit.groups import Group
 from storage.keys import CODE, StateKey
 
 

@@ -89,10 +89,10 @@ class Intake:
             sender = check_tx(rules, tx, body)
         except ValidationError as err:
             raise NodeError(str(err)) from err
-        if self.space_gas_limit is not None and tx.gas > self.space_gas_limit(tx.to or None):
-            raise NodeError("exceeds block gas limit")
         state = self.state()
         with self.lock:
+            if self.space_gas_limit is not None and tx.gas > self.space_gas_limit(tx.to or None):
+                raise NodeError("exceeds block gas limit")
             if tx.hash in self.pool:
                 raise NodeError("already known")
             account = state.get(acct_key(sender))

@@ -208,22 +208,10 @@ class TxStatusView:
 
 
 @dataclass(frozen=True)
-class SyncView:
-    syncing: bool = False
-
-
-@dataclass(frozen=True)
 class NodeInfo:
     client_version: str
     chain_id: int
     network_id: int
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    hash: bytes
-    status: str = "pending"
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 class EthereumAPI(Protocol):

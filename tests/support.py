@@ -24,6 +24,7 @@ class InlineComputeUnit:
         self.restarts = 0
         self.fail_next = False
         self.closed = False
+        self.executed = 0  # groups run here: a block really reached this CU
 
     def shutdown(self) -> None:
         self.closed = True
@@ -41,6 +42,7 @@ class InlineComputeUnit:
             self.fail_next = False
             raise RuntimeError(f"{self.name} is gone")
         outcomes: dict[int, TxOutcome] = {}
+        self.executed += len(groups)
         for group in groups:
             txs = [(i, decode_known(env, raw_txs[i], senders and senders[i])) for i in group]
             outcomes.update((o.index, o) for o in run_group(env, WriteLayer(snapshot), txs))

@@ -36,7 +36,6 @@ from chain import (
     Genesis,
     GenesisAccount,
     GenesisError,
-    ancestor_hashes,
     dev_accounts,
     dev_genesis,
     format_dev_accounts,
@@ -466,17 +465,6 @@ def test_next_base_fee_follows_eip_1559():
     # the London fork block: 1 gwei
     frontier = BlockHeader(difficulty=1, block_number=5, gas_limit=limit, timestamp=1)
     assert next_base_fee(frontier) == GWEI
-
-
-def test_ancestor_hashes_newest_first():
-    hashes = [keccak(i.to_bytes(8, "big")) for i in range(300)]
-    window = ancestor_hashes(hashes)
-    assert len(window) == 256
-    assert window[0] == hashes[-1] and window[-1] == hashes[300 - 256]
-    assert ancestor_hashes(hashes[:3]) == tuple(reversed(hashes[:3]))
-    assert ancestor_hashes([]) == ()
-    with pytest.raises(ValueError):
-        ancestor_hashes([b"short"])
 
 
 def test_block_env():

@@ -29,6 +29,7 @@ def test_a_subscribed_dapp_gets_its_own_space_and_cu():
     feed(p, gen.block(40))
     first = p.produce()
     assert set(first.txs) == {PBS} and first.txs[PBS] == 41 and first.dropped == 0
+    assert cluster.made["cu-0"].executed > 0  # the block reached the CU's workers
     [record] = p.book.records.values()
     assert record.status == "active" and record.cu == "cu-1"
     assert record.space.gas_limit == 30_000_000  # P unknown: the worst case
