@@ -65,6 +65,9 @@ class RunResult:
     blocks: int  # blocks holding the load
     verifier_lag_max: int
     refused: int
+    send_s: float  # first send to the last send answered: intake, under the block load
+    phases_ms_per_tx: dict[str, float]  # the producer's own profile (phases_ms), per tx
+    execute_ms_per_block: float  # the execute phase of the full blocks (plan to validate)
 
 
 def free_port() -> int:
@@ -206,8 +209,16 @@ def one_run(genesis_path: Path, raws: list[bytes], args: argparse.Namespace, ver
             verifier = node.client.get("/v1/cluster").json()["verifier"]
             lag_max = verifier["lag_max"]
         head = int(rpc_batch(node.client, "eth_blockNumber", [[]])[0]["result"], 16)
+        records = [
+            node.client.get(f"/v1/blocks/{n}").json() for n in range(head_before + 1, head + 1)
+        ]
     finally:
         node.stop()
+    phases: dict[str, float] = {}
+    for record in records:
+        for phase, ms in record["phases_ms"].items():
+            phases[phase] = phases.get(phase, 0.0) + ms
+    loaded = [r for r in records if sum(r["txs"].values()) >= max(1, len(raws) // 20)]
     if len(received) < len(sent):
         raise RuntimeError(f"only {len(received)} of {len(sent)} receipts arrived")
     first, last = min(sent.values()), max(received.values())
@@ -222,6 +233,11 @@ def one_run(genesis_path: Path, raws: list[bytes], args: argparse.Namespace, ver
         blocks=head - head_before,
         verifier_lag_max=lag_max,
         refused=refused,
+        send_s=round(max(sent.values()) - first, 2),
+        phases_ms_per_tx={k: round(v / max(1, len(received)), 4) for k, v in phases.items()},
+        execute_ms_per_block=round(
+            statistics.median(r["phases_ms"]["execute"] for r in loaded) if loaded else 0.0, 1
+        ),
     )
     return result, data_dir
 
@@ -268,6 +284,13 @@ def measured_run(
         "sequential_s": round(seconds, 3),
     }
     row["tps_ratio"] = round(row["tps"] / row["tps_sequential"], 3) if seconds else 0.0
+    serial = {k: v for k, v in row["phases_ms_per_tx"].items() if k not in ("execute", "loop")}
+    print(
+        f"    send {row['send_s']:.2f} s ({row['send_s'] * 1000 / row['txs']:.3f} ms/tx); "
+        f"execute {row['execute_ms_per_block']:.0f} ms per full block; per tx, ms: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in row["phases_ms_per_tx"].items())
+        + f"; serial outside execute {sum(serial.values()):.3f} ms/tx"
+    )
     print(
         f"run {repeat} verifier {'on ' if verify else 'off'}: {row['tps']:7.1f} tps, "
         f"sequential py-evm {row['tps_sequential']:7.1f} tps on the same blocks -> "
@@ -322,6 +345,16 @@ def main(argv: list[str] | None = None) -> int:
         "blocks": sum(row["chain_blocks"] for row in rows),
         "verified_blocks": sum(row["verified_blocks"] for row in rows),
         "verifier_lag_max": max(row["verifier_lag_max"] for row in checked),
+        "send_ms_per_tx": round(
+            statistics.median(row["send_s"] * 1000 / row["txs"] for row in plain), 3
+        ),
+        "execute_ms_per_block": median(plain, "execute_ms_per_block"),
+        "phases_ms_per_tx": {
+            phase: round(
+                statistics.median(row["phases_ms_per_tx"].get(phase, 0) for row in plain), 4
+            )
+            for phase in plain[0]["phases_ms_per_tx"]
+        },
         "runs": args.repeat,
         "settings": vars(args),
     }
