@@ -1,11 +1,12 @@
-"""The ``evmpp`` command line: ``serve`` (a node) and ``replay`` (recorded blocks)."""
+"""The ``evmpp`` command line: ``serve`` (a node), ``replay`` (recorded blocks) and ``ebs``
+(subscribe a dApp to elastic block space, cancel, status)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from cli import replay, serve
+from cli import ebs, replay, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(commands)
     replay.add_parser(commands)
+    ebs.add_parser(commands)
     return parser
 
 
