@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install helm-tools run compare replay test bench lint clean
+.PHONY: install run compare replay test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,18 +23,8 @@ compare: $(STAMP)
 replay: $(STAMP)
 	RAY_USAGE_STATS_ENABLED=0 $(BIN)/evmpp replay ../shared/mainnet-blocks $(ARGS)
 
-# The chart tests build helm/tools/render from Debian's Go packages; install them if missing.
-GO_PACKAGES := golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
-helm-tools:
-	@command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] \
-	  && [ -d /usr/share/gocode/src/gopkg.in/yaml.v3 ] \
-	  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GO_PACKAGES) >/dev/null 2>&1 \
-	  || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -q $(GO_PACKAGES) >/dev/null 2>&1) \
-	  || echo "helm-tools: cannot install $(GO_PACKAGES); the chart tests will be skipped"
-
 # -X faulthandler: a crash, even at interpreter exit after the summary, prints Python's stacks.
-test: $(STAMP) helm-tools
+test: $(STAMP)
 	$(BIN)/lint-imports
 	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -X faulthandler -m pytest -q $(PYTEST_ARGS)
 

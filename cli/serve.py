@@ -89,13 +89,19 @@ def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
 
     from api import create_app, rpc_handler
     from coordinator.coordinator import ACTOR_NAME, CoordinatorActor, RayNode
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     settings, source = node_settings(args)
     genesis = chain_of(source)
     if source == DEV:
         print(format_dev_accounts(dev_accounts()), file=sys.stderr)
     start_ray(num_cpus=args.cpus, address=args.address)
-    actor = CoordinatorActor.options(name=ACTOR_NAME, get_if_exists=True).remote(
+    # The coordinator runs on this process's node, where --data-dir is: a node that joins a
+    # cluster (a Kubernetes head pod) has the chain's volume, the other nodes do not.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = CoordinatorActor.options(
+        name=ACTOR_NAME, get_if_exists=True, scheduling_strategy=here
+    ).remote(
         genesis, settings, args.data_dir or None, args.hints or None, rpc_handler
     )
     ray.get(actor.start.remote())
