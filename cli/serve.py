@@ -86,10 +86,10 @@ def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
     is producing blocks already."""
     import ray
     import uvicorn
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from api import create_app, rpc_handler
     from coordinator.coordinator import ACTOR_NAME, CoordinatorActor, RayNode
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     settings, source = node_settings(args)
     genesis = chain_of(source)
@@ -101,9 +101,7 @@ def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = CoordinatorActor.options(
         name=ACTOR_NAME, get_if_exists=True, scheduling_strategy=here
-    ).remote(
-        genesis, settings, args.data_dir or None, args.hints or None, rpc_handler
-    )
+    ).remote(genesis, settings, args.data_dir or None, args.hints or None, rpc_handler)
     ray.get(actor.start.remote())
     app = create_app(RayNode(actor, rpc=True))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")

@@ -24,6 +24,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 from chain import Genesis
 from cluster.metrics import ClusterMetrics
+from compute_unit.remote_state import RemoteState
 from compute_unit.worker import ComputeUnit, CuUnavailable, placed, request_placement
 from coordinator.node import Node
 from coordinator.node_api import NodeAPI, NodeError
@@ -124,6 +125,8 @@ class CoordinatorActor:
             hints_dir,
             on_block=metrics.on_block,
             make_verifier=RayVerifier,
+            # CUs on other nodes (Kubernetes worker pods) do not see data_dir's volume
+            far_state=RemoteState.on_this_node(),
         )
         self.node = Node(self.producer)
         self._rpc = None if rpc is None else rpc(self.node)

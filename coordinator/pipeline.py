@@ -36,7 +36,7 @@ from coordinator.learner import Prediction
 from coordinator.planner import BlockPlan, Planner, SenderPlanner
 from storage.committer import Committer
 from storage.keys import StateKey
-from storage.ss import StorageView
+from storage.ss import FarReads, StorageView
 
 
 class ComputeUnitAPI(Protocol):
@@ -200,6 +200,7 @@ class ChainRunner:
         preload: bool = False,
         verify: bool = True,
         keep_prior: bool = False,
+        far_state: FarReads | None = None,
         **storage: Any,
     ) -> None:
         """``preload``: execute over the preloaded predicted state (with a hint planner);
@@ -207,7 +208,10 @@ class ChainRunner:
         committed it (replay, tests, benchmarks; a node verifies off its critical path);
         ``keep_prior``: read the pre-block value of every written key before commit (the
         node's state history); ``storage`` goes to the ``Committer`` (``keep_versions``,
-        ``keep_writesets`` ...). The genesis is loaded into an empty data directory only."""
+        ``keep_writesets`` ...); ``far_state``: how workers on other machines read the
+        state (``compute_unit/remote_state.py``). The genesis is loaded into an empty data
+        directory only."""
+        self.far_state = far_state
         items = list(genesis)
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="evmpp-data-")
         self.committer = Committer(data_dir or self._tmp.name, **storage)
@@ -230,7 +234,7 @@ class ChainRunner:
     def _new_block_view(self) -> None:
         self.snapshot = CachedReader(self.committer.ss)
         number = self.committer.mark.number
-        self.remote = StorageView(self.committer.ss.path, number)
+        self.remote = StorageView(self.committer.ss.path, number, self.far_state)
 
     def close(self) -> None:
         if self.preloader is not None:

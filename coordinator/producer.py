@@ -42,6 +42,7 @@ from coordinator.txpool import PoolConfig, TxPool
 from coordinator.verifier import Verdict, VerifierAPI
 from storage.chaindata import ChainData
 from storage.keys import acct_key, genesis_state
+from storage.ss import FarReads
 
 RECORDS_KEPT = 100_000  # /v1/blocks records in memory (the chain data keeps every block)
 VerifierFactory = Callable[[list, int, Callable[[int, int], Any]], VerifierAPI]
@@ -96,7 +97,10 @@ class BlockProducer:
         on_block: Callable[[BlockProducer, BlockRecord], None] | None = None,
         make_verifier: VerifierFactory | None = None,
         clock: Callable[[], float] = time.time,
+        far_state: FarReads | None = None,
     ) -> None:
+        """``far_state``: State Storage reads for Compute Units on other machines than
+        ``data_dir`` (``compute_unit/remote_state.py``); None when they all share its disk."""
         self.genesis = genesis
         self.settings = settings
         self.on_block = on_block
@@ -133,7 +137,13 @@ class BlockProducer:
             self.executor = SpacesExecutor(self.pools, HintPlanner(self.table))
             state = genesis_state(genesis.alloc)
             self.chain = ChainRunner(
-                state, self.executor, data_dir, preload=True, verify=False, keep_prior=True
+                state,
+                self.executor,
+                data_dir,
+                preload=True,
+                verify=False,
+                keep_prior=True,
+                far_state=far_state,
             )
             self.data = ChainData(self.chain.committer.data_dir / "chain", settings.history_blocks)
             self.pool = TxPool(settings.pool, _LatestState(self.chain))

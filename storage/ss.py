@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rlp.exceptions import DecodingError
 from rocksdict import AccessType, Options, Rdict, WriteBatch
@@ -399,26 +399,53 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+class FarReads(Protocol):
+    """Reads of a store on another machine (``compute_unit/remote_state.py`` serves them from
+    the store's own node): the values of ``keys`` as of block ``number``."""
+
+    def read(self, path: str, number: int, keys: Sequence[StateKey]) -> list[Any]: ...
+
+
+def store_identity(path: str | Path) -> str | None:
+    """The RocksDB's identity (its IDENTITY file: a UUID made when the DB was created), or
+    None where there is no DB: tells this store from another at the same path elsewhere."""
+    try:
+        return (Path(path) / "IDENTITY").read_text().strip()
+    except OSError:
+        return None
+
+
 class StorageView:
     """A picklable handle on the state as of block ``number``, for other processes.
 
-    In a Ray worker it opens the store as a RocksDB secondary instance (once per process, see
-    ``SecondaryStores``), catches up with the primary when it is behind ``number``, and
-    memoizes what it reads, since the state does not change while a block executes.
+    In a Ray worker on the store's machine it opens the store as a RocksDB secondary instance
+    (once per process, see ``SecondaryStores``) and catches up with the primary when it is
+    behind ``number``. On another machine (a Kubernetes worker pod: the volume is mounted in
+    the head pod only) the path does not hold this store, told by its identity, so it reads
+    through ``far``. Either way it memoizes what it reads, since the state does not change
+    while a block executes.
     """
 
     opened = SecondaryStores(keep_open=2)
 
-    def __init__(self, path: str | Path, number: int) -> None:
-        self.path, self.number = str(path), number
+    def __init__(
+        self,
+        path: str | Path,
+        number: int,
+        far: FarReads | None = None,
+        identity: str | None = None,
+    ) -> None:
+        self.path, self.number, self.far = str(path), number, far
+        self.identity = identity if identity is not None else store_identity(path)
         self._values: dict[StateKey, Any] = {}
         self._reader: StateStorage | None = None
+        self._local: bool | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "number": self.number}
+        return {"path": self.path, "number": self.number, "far": self.far, "id": self.identity}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["number"])
+        self.__init__(state["path"], state["number"], state["far"], state["id"])
 
     def _store(self) -> StateStorage:
         store = self.opened.open(self.path)
@@ -427,11 +454,27 @@ class StorageView:
             store.catch_up()
         return store
 
+    def is_local(self) -> bool:
+        """Whether this process sees the store itself (and not, say, an empty mount point)."""
+        if self._local is None:
+            self._local = self.identity is not None and store_identity(self.path) == self.identity
+        return self._local
+
     def get(self, key: StateKey) -> Any:
         try:
             return self._values[key]
         except KeyError:
+            pass
+        if self.is_local():
             if self._reader is None:
                 self._reader = self._store()
-            value = self._values[key] = self._reader.get(key)
-            return value
+            value = self._reader.get(key)
+        elif self.far is not None:
+            [value] = self.far.read(self.path, self.number, [key])
+        else:
+            raise StorageError(
+                f"{self.path}: State Storage is not on this machine and no remote reads were "
+                "given (run the workers beside the store, or give the view far reads)"
+            )
+        self._values[key] = value
+        return value

@@ -9,6 +9,7 @@ Needs root, ``ip`` (iproute2) and ``unshare`` (util-linux); ``missing()`` says w
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shlex
@@ -79,14 +80,18 @@ class Container:
         lines = []
         for pid in self.pid_namespace_members():
             try:
-                lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+                lines.append(
+                    Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
             except OSError:
                 continue
         return lines
 
     def run_inside(self, argv: list[str]) -> subprocess.CompletedProcess:
         """A command in this container's mount namespace (``kubectl exec``)."""
-        [pid1] = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        [pid1] = (
+            Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        )
         return subprocess.run(
             ["nsenter", f"--target={pid1}", "--mount", "--", *argv], capture_output=True, text=True
         )
@@ -96,10 +101,8 @@ class Container:
         if self.process.poll() is None:
             children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
             for pid in children.read_text().split() if children.exists() else []:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), sig)
-                except ProcessLookupError:
-                    pass
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -186,24 +189,50 @@ class PodNetwork:
         """Start a container of ``pod``: ``argv`` with exactly ``env``, in new mount and PID
         namespaces where ``mounts`` are bound, and /tmp, /dev/shm are its own."""
         self._write_hosts(pod)
-        script = ["set -e"]
+        # The container's own /tmp and /dev/shm first, so a volume may be mounted under them
+        # (KubeRay mounts one at /tmp/ray); volumes come from ``workdir``, outside /tmp.
+        script = [
+            "set -e",
+            "mount -t tmpfs -o size=8g tmpfs /tmp",
+            "mount -t tmpfs -o size=8g tmpfs /dev/shm",
+        ]
         for mount in mounts:
-            if mount.source.is_dir():
+            if mount.target.startswith(("/tmp/", "/dev/shm/")):  # on the container's tmpfs
+                script.append(f"mkdir -p {shlex.quote(mount.target)}")
+            elif mount.source.is_dir():
                 self._mount_point(mount.target)
-            script.append(f"mount --bind {shlex.quote(str(mount.source))} {shlex.quote(mount.target)}")
+            script.append(
+                f"mount --bind {shlex.quote(str(mount.source))} {shlex.quote(mount.target)}"
+            )
             if mount.read_only:
                 script.append(f"mount -o remount,bind,ro {shlex.quote(mount.target)}")
         script.append(f"mount --bind {shlex.quote(str(pod.hosts))} /etc/hosts")
-        # Last: the binds above may come from under /tmp, which this hides.
-        script += ["mount -t tmpfs -o size=4g tmpfs /tmp", "mount -t tmpfs -o size=4g tmpfs /dev/shm"]
         script.append(f"cd {shlex.quote(workdir)}")
-        script.append("exec env -i " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " " + shlex.join(argv))
+        script.append(
+            "exec env -i "
+            + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+            + " "
+            + shlex.join(argv)
+        )
         log = self.workdir / f"{pod.name}.{name}.log"
         process = subprocess.Popen(
             [
-                "ip", "netns", "exec", pod.netns,
-                "unshare", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child",
-                "--propagation", "private", "--", "bash", "-c", "\n".join(script),
+                "ip",
+                "netns",
+                "exec",
+                pod.netns,
+                "unshare",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+                "--propagation",
+                "private",
+                "--",
+                "bash",
+                "-c",
+                "\n".join(script),
             ],
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -220,7 +249,5 @@ class PodNetwork:
             subprocess.run(["ip", "netns", "del", pod.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         for path in self._created_dirs:
-            try:
+            with contextlib.suppress(OSError):
                 path.rmdir()
-            except OSError:
-                pass

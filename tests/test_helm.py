@@ -141,7 +141,12 @@ def validate_manifests(out: dict) -> None:
     validate_raycluster_metadata(cluster)
     for template in pod_templates(cluster):
         kubernetes_validate.validate(
-            {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template},
+            {
+                "apiVersion": "v1",
+                "kind": "PodTemplate",
+                "metadata": {"name": "t"},
+                "template": template,
+            },
             KUBERNETES,
             strict=True,
         )
@@ -173,7 +178,12 @@ def test_the_validators_do_fail(chart):
         validate_crd(broken)
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(
-            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"prots": []}},
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "s"},
+                "spec": {"prots": []},
+            },
             KUBERNETES,
             strict=True,
         )
@@ -211,7 +221,9 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value"), BAD_VALUES, ids=[f"{p}={v!r}"[:60] for p, v in BAD_VALUES])
+@pytest.mark.parametrize(
+    ("path", "value"), BAD_VALUES, ids=[f"{p}={v!r}"[:60] for p, v in BAD_VALUES]
+)
 def test_a_bad_value_is_refused_by_name(chart, path, value):
     values = with_value(path, value)
     with pytest.raises(helm.HelmValuesError) as refused:
@@ -402,7 +414,9 @@ def test_the_head_runs_evmpp_serve_beside_ray(chart):
 
 
 def test_metrics_podmonitor_and_grafana_dashboard(chart):
-    out = render(chart, {"metrics": {"podMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}}})
+    out = render(
+        chart, {"metrics": {"podMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}}}
+    )
     [monitor] = out["PodMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["selector"]["matchLabels"] == {"ray.io/cluster": "demo-evmpp"}
