@@ -193,3 +193,52 @@ def test_scratch_directories_of_dead_processes_are_swept(tmp_path):
         d.mkdir()
     assert sweep_dead_secondaries(tmp_path, prefix) == [left]
     assert not left.exists() and mine.exists() and other.exists()
+
+
+_SERVED: dict[str, StateStorage] = {}  # the "node" of the store: what _FarReads answer from
+_FAR_CALLS: list = []
+
+
+class _FarReads:
+    """Stands for the StateServer on the store's node (picklable, as a RemoteState is)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def read(self, path, number, keys):
+        _FAR_CALLS.append((path, number, list(keys)))
+        return [_SERVED[self.name].get(key) for key in keys]
+
+
+def test_a_view_elsewhere_reads_through_its_far_reads(tmp_path):
+    """On a machine where the path is not this store (a worker pod: an empty mount point, or
+    another DB there), the view never opens the path; it reads through ``far``, and says so
+    clearly when it has none."""
+    key = code_key(b"\x22" * 32)
+    ss = StateStorage(tmp_path / "ss")
+    ss.write_block(CommitMark(1, b"\0" * 32), {key: b"\x01"}, (), {})
+    _SERVED["ss"] = ss
+    far = _FarReads("ss")
+    here = StorageView(tmp_path / "ss", 1, far)
+    assert here.is_local() and here.get(key) == b"\x01" and _FAR_CALLS == []
+
+    elsewhere = tmp_path / "worker-pod" / "ss"  # what a pickled view sees on another node
+    import pickle
+
+    moved = pickle.loads(pickle.dumps(StorageView(tmp_path / "ss", 1, far)))
+    moved.path = str(elsewhere)
+    assert not moved.is_local()
+    assert moved.get(key) == b"\x01" and moved.get(key) == b"\x01"  # memoized: one read
+    assert [(str(elsewhere), 1, [key])] == _FAR_CALLS
+    assert not elsewhere.exists()  # it made no store of its own there
+
+    other = StateStorage(tmp_path / "other")  # a different DB at the view's path
+    other.close()
+    impostor = StorageView(tmp_path / "ss", 1, far, identity="not-this-one")
+    impostor.path = str(tmp_path / "other")
+    assert not impostor.is_local()
+    lost = StorageView(tmp_path / "ss", 1, identity="x")
+    with pytest.raises(StorageError, match="not on this machine"):
+        lost.get(key)
+    ss.close()
+    StorageView.opened.close_all()
