@@ -125,7 +125,9 @@ def by_kind(manifests: dict[str, str]) -> dict:
 def render(chart, values: dict | None = None, release: str = "demo") -> dict:
     """What `helm install <release> helm/evmpp -n chain -f values` would apply."""
     chart.validate_schema(values)
-    return by_kind(chart.render(values, name=release, namespace="chain", is_install=True))
+    out = by_kind(chart.render(values, name=release, namespace="chain", is_install=True))
+    validate_manifests(out)  # every render of every test: what the API server would take
+    return out
 
 
 def pod_templates(cluster: dict) -> list[dict]:
