@@ -274,6 +274,8 @@ def test_the_rendered_pods_run_a_chain_that_survives_a_head_restart(deploy):
     assert any("ray::ExecutionWorker" in line for line in worker.command_lines()), deploy.logs()
     assert not any("ray::ExecutionWorker" in line for line in head.command_lines())
     assert any("ray::CoordinatorActor" in line for line in head.command_lines())
+    # Its state reads that preloading did not bring go to the head's StateServer.
+    assert any("ray::StateServer" in line for line in head.command_lines())
 
     # Token authentication is on: the cluster refuses a process without the token.
     gcs = f"{deploy.head_ip}:6379"
