@@ -482,3 +482,23 @@ def test_docs_commands_match_the_chart(chart):
     assert f"--rpc http://localhost:{api_port}" in docs
     for command in ("evmpp ebs subscribe", "evmpp ebs status", "evmpp ebs cancel"):
         assert command in docs
+
+
+def test_token_auth_is_on_and_disabled_reaches_every_ray_process(chart):
+    """Token auth is KubeRay's (authOptions: its Secret reaches the Ray containers); the
+    opt-out must be told to every Ray process, since Ray 2.60 turns tokens on by itself."""
+    from kuberay_pods import cluster_pods
+
+    [on] = render(chart)["RayCluster"]
+    assert on["spec"]["authOptions"] == {"mode": "token"}
+    for pod in cluster_pods(on, "chain"):
+        assert pod.ray_container.env_from_secret["RAY_AUTH_TOKEN"] == ("demo-evmpp", "auth_token")
+    [off] = render(chart, {"auth": {"mode": "disabled"}})["RayCluster"]
+    assert off["spec"]["authOptions"] == {"mode": "disabled"}
+    disabled = {"name": "RAY_AUTH_MODE", "value": "disabled"}
+    assert disabled in off["spec"]["autoscalerOptions"]["env"]
+    for template in pod_templates(off):
+        assert disabled in template["spec"]["containers"][0]["env"]
+    for pod in cluster_pods(off, "chain"):
+        assert pod.ray_container.env["RAY_AUTH_MODE"] == "disabled"
+        assert "RAY_AUTH_TOKEN" not in pod.ray_container.env_from_secret

@@ -137,3 +137,15 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/*
+With auth.mode "disabled", every Ray process is told so: Ray 2.60 turns token authentication
+on by itself for a new cluster, and KubeRay sets no RAY_AUTH_MODE when authOptions.mode is
+"disabled", so a worker would join a head that wants a token it does not have.
+*/}}
+{{- define "evmpp.authEnv" -}}
+{{- if eq .Values.auth.mode "disabled" -}}
+- name: RAY_AUTH_MODE
+  value: disabled
+{{- end -}}
+{{- end -}}
