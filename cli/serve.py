@@ -104,7 +104,11 @@ def api_server(args: argparse.Namespace) -> tuple[Any, Any]:
     ).remote(genesis, settings, args.data_dir or None, args.hints or None, rpc_handler)
     ray.get(actor.start.remote())
     app = create_app(RayNode(actor, rpc=True))
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    # A bounded graceful shutdown: SIGTERM must leave time to close the chain's stores
+    # within the pod's termination grace period.
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10
+    )
     return _QuietServer(config), actor
 
 

@@ -9,11 +9,13 @@ its own there. A thin Ray shell over ``StorageView``.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import ray
+from ray.util.metrics import Counter
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from storage.keys import StateKey
@@ -28,13 +30,23 @@ class StateServer:
 
     def __init__(self) -> None:
         self._views: OrderedDict[tuple[str, int], StorageView] = OrderedDict()
+        # One read at a time: a view opens its secondary once, and the process's secondaries
+        # are kept in one cache (``SecondaryStores``); the reads are point reads.
+        self._lock = threading.Lock()
+        # How much state crosses the network: an operator's signal that the hints miss.
+        self._served = Counter(
+            "evmpp_remote_state_reads", "state keys read by Compute Units on other nodes"
+        )
 
     def read(self, path: str, number: int, keys: Sequence[StateKey]) -> list[Any]:
-        view = self._views.pop((path, number), None) or StorageView(path, number)
-        self._views[(path, number)] = view
-        while len(self._views) > _VIEWS_KEPT:
-            self._views.popitem(last=False)
-        return [view.get(key) for key in keys]
+        with self._lock:
+            view = self._views.pop((path, number), None) or StorageView(path, number)
+            self._views[(path, number)] = view
+            while len(self._views) > _VIEWS_KEPT:
+                self._views.popitem(last=False)
+            values = [view.get(key) for key in keys]
+        self._served.inc(len(keys))
+        return values
 
 
 class RemoteState:

@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 from eth.abc import VirtualMachineAPI
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from coordinator.verifier import CommittedBlock, Verdict, Verifier
 from storage.keys import StateKey
@@ -41,7 +42,12 @@ class RayVerifier:
         chain_id: int,
         vm_at: Callable[[int, int], type[VirtualMachineAPI]],
     ) -> None:
-        self.actor = VerifierActor.remote(list(genesis), chain_id, vm_at)
+        # Beside the coordinator (the head pod, whose CPUs are budgeted for it), not on a
+        # worker whose CPUs are the Compute Units'.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.actor = VerifierActor.options(scheduling_strategy=here).remote(
+            list(genesis), chain_id, vm_at
+        )
         self._outstanding: list[ray.ObjectRef] = []
 
     def submit(self, block: CommittedBlock) -> None:

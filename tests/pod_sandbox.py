@@ -96,18 +96,19 @@ class Container:
             ["nsenter", f"--target={pid1}", "--mount", "--", *argv], capture_output=True, text=True
         )
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Kill the container: its PID 1, so the kernel ends every process in it."""
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 30) -> int | None:
+        """Signal the container's PID 1 (SIGKILL: the kernel ends every process in it) and
+        wait ``timeout`` seconds for it to exit, then kill it; its exit code."""
         if self.process.poll() is None:
             children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
             for pid in children.read_text().split() if children.exists() else []:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), sig)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+                self.kill(signal.SIGKILL)
+        return self.process.returncode
 
 
 @dataclass

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ import helm_python as helm
 import pytest
 import yaml
 from eth_account import Account
+from eth_utils import to_checksum_address
 from kuberay_pods import (
     PodRun,
     auth_secret,
@@ -96,6 +98,9 @@ class Deploy:
         # The Service's target, a port of the head container (reached here on the pod's IP).
         target = api["spec"]["ports"][0]["targetPort"]
         self.api_port = next(p["containerPort"] for p in head["ports"] if p["name"] == target)
+        self.metrics_port = next(
+            p["containerPort"] for p in head["ports"] if p["name"] == "metrics"
+        )
         secret = auth_secret(self.raycluster)
         assert secret is not None, "token authentication is off in the chart's defaults"
         self.token = secrets.token_hex(32)  # what KubeRay's reconcileAuthSecret stores
@@ -195,6 +200,18 @@ def rpc(url: str, method: str, *params):
     return answer["result"]
 
 
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
 def wait_healthy(url: str, deploy: Deploy, head: Container, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -209,21 +226,25 @@ def wait_healthy(url: str, deploy: Deploy, head: Container, timeout: float = 240
     raise AssertionError(f"/healthz never answered 200\n{deploy.logs()}")
 
 
-def transfer(url: str, nonce: int) -> dict:
-    """A signed transfer from the first dev account, and its receipt."""
-    sender = dev_accounts()[0]
+def send(url: str, key: bytes, nonce: int, to: str | None, data: bytes = b"", gas: int = 21000):
+    """A signed EIP-1559 transaction's hash."""
     tx = {
-        "to": "0x" + "42" * 20,
-        "value": 1,
-        "gas": 21000,
+        "value": 1 if to else 0,
+        "gas": gas,
         "maxFeePerGas": 10**10,
         "maxPriorityFeePerGas": 1,
         "nonce": nonce,
-        "chainId": int(rpc(url, "eth_chainId"), 16),
+        "chainId": 1337,
         "type": 2,
+        "data": data,
     }
-    signed = Account.sign_transaction(tx, sender.private_key)
-    tx_hash = rpc(url, "eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
+    if to:
+        tx["to"] = to_checksum_address(to)
+    signed = Account.sign_transaction(tx, key)
+    return rpc(url, "eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
+
+
+def receipt_of(url: str, tx_hash: str) -> dict:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         receipt = rpc(url, "eth_getTransactionReceipt", tx_hash)
@@ -231,6 +252,42 @@ def transfer(url: str, nonce: int) -> dict:
             return receipt
         time.sleep(0.25)
     raise AssertionError(f"{tx_hash} was never included")
+
+
+# A contract counting calls per caller: slot CALLER += 1. Runtime CALLER SLOAD PUSH1 1 ADD
+# CALLER SSTORE STOP; its init code copies it out. Its slots are not predictable before a
+# first call (no hint yet), so the workers read them from State Storage.
+COUNTER_RUNTIME = bytes.fromhex("3354600101335500")
+COUNTER_INIT = bytes.fromhex("6008600c60003960086000f3") + COUNTER_RUNTIME
+CALLS = 10  # per caller; gas limits adding up over the in-process fallback's 5M
+CALL_GAS = 300_000
+
+
+def count_calls(url: str, contract: str, callers: list, nonce: int) -> None:
+    """``CALLS`` calls from each caller, sent together (one block, two groups by caller)."""
+    hashes = [
+        send(url, caller.private_key, nonce + i, contract, gas=CALL_GAS)
+        for i in range(CALLS)
+        for caller in callers
+    ]
+    for tx_hash in hashes:
+        assert receipt_of(url, tx_hash)["status"] == "0x1"
+
+
+def counted(url: str, contract: str, caller) -> int:
+    slot = hex(int.from_bytes(caller.address, "big"))
+    return int(rpc(url, "eth_getStorageAt", contract, slot, "latest"), 16)
+
+
+def scraped(url: str, metric: str) -> float:
+    """A metric's total over its series on a Prometheus endpoint (0 if absent)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(metric + "{") or line.startswith(metric + " ")
+    )
 
 
 def ray_health_check(address: str, token: str) -> int:
@@ -253,16 +310,20 @@ def deploy():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def test_the_rendered_pods_run_a_chain_that_survives_a_head_restart(deploy):
+def test_the_rendered_pods_run_a_chain_that_survives_head_restarts(deploy):
     head = deploy.start_head()
     worker = deploy.start_worker()
     url = f"http://{deploy.head_ip}:{deploy.api_port}"
     wait_healthy(url, deploy, head)
+    deployer, *callers = dev_accounts()[:3]
 
-    # The API answers, and blocks are produced, with a transaction in one.
+    # The API answers, and blocks are produced: a contract deployed, then called.
     assert int(rpc(url, "eth_chainId"), 16) == 1337
-    receipt = transfer(url, nonce=0)
-    assert receipt["status"] == "0x1"
+    created = receipt_of(url, send(url, deployer.private_key, 0, None, COUNTER_INIT, 200_000))
+    assert created["status"] == "0x1"
+    contract = created["contractAddress"]
+    count_calls(url, contract, callers, nonce=0)
+    assert [counted(url, contract, c) for c in callers] == [CALLS, CALLS]
 
     # The chain's stores are in the volume; the worker pod does not see it.
     chain_dir = deploy.pvc_dirs[next(iter(deploy.pvc_dirs))] / "chain"
@@ -274,29 +335,38 @@ def test_the_rendered_pods_run_a_chain_that_survives_a_head_restart(deploy):
     assert any("ray::ExecutionWorker" in line for line in worker.command_lines()), deploy.logs()
     assert not any("ray::ExecutionWorker" in line for line in head.command_lines())
     assert any("ray::CoordinatorActor" in line for line in head.command_lines())
-    # Its state reads that preloading did not bring go to the head's StateServer.
-    assert any("ray::StateServer" in line for line in head.command_lines())
+    # Blocks reached them: what preloading did not bring (the counter's slots) they read
+    # from the head's StateServer, which counts on the head's metrics port.
+    metrics = f"http://{deploy.head_ip}:{deploy.metrics_port}/metrics"
+    total = "ray_evmpp_remote_state_reads_total"
+    wait_for(lambda: scraped(metrics, total) > 0, 90, f"{total} on the head's metrics port")
 
     # Token authentication is on: the cluster refuses a process without the token.
     gcs = f"{deploy.head_ip}:6379"
     assert ray_health_check(gcs, deploy.token) == 0
     assert ray_health_check(gcs, "0" * 64) != 0
 
-    # Kill the head pod (a crash: SIGKILL to the container's PID 1). Its Ray is gone, so the
-    # worker's raylet exits too and the kubelet restarts that container; here, the same.
-    number = int(rpc(url, "eth_blockNumber"), 16)
-    before = rpc(url, "eth_getBlockByNumber", hex(number), False)
-    head.kill()
-    worker.kill()
-    deploy.head.containers.clear()
-    deploy.worker.containers.clear()
+    # Delete the head pod (SIGTERM: evmpp serve stops, closes its stores, then Ray), then
+    # crash it (SIGKILL to the container's PID 1). Each time its Ray is gone, so the worker's
+    # raylet exits too and the kubelet restarts that container; here, the same.
+    nonce = CALLS
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGKILL, None)):
+        number = int(rpc(url, "eth_blockNumber"), 16)
+        before = rpc(url, "eth_getBlockByNumber", hex(number), False)
+        exited = head.kill(sig, timeout=100)
+        if code is not None:
+            assert exited == code, f"the head exited {exited}, not {code}\n{deploy.logs()}"
+        worker.kill()
+        deploy.head.containers.clear()
+        deploy.worker.containers.clear()
 
-    head = deploy.start_head()
-    deploy.start_worker()
-    wait_healthy(url, deploy, head)
-    after = rpc(url, "eth_getBlockByNumber", hex(number), False)
-    assert (after["hash"], after["stateRoot"]) == (before["hash"], before["stateRoot"])
-    assert int(rpc(url, "eth_blockNumber"), 16) >= number
-    balance = int(rpc(url, "eth_getBalance", "0x" + "42" * 20, "latest"), 16)
-    assert balance == 1  # the transfer before the crash is in the resumed state
-    assert transfer(url, nonce=1)["status"] == "0x1"  # and the chain goes on
+        head = deploy.start_head()
+        worker = deploy.start_worker()
+        wait_healthy(url, deploy, head)
+        after = rpc(url, "eth_getBlockByNumber", hex(number), False)
+        assert (after["hash"], after["stateRoot"]) == (before["hash"], before["stateRoot"])
+        assert int(rpc(url, "eth_blockNumber"), 16) >= number
+        assert [counted(url, contract, c) for c in callers] == [nonce, nonce]  # resumed state
+        count_calls(url, contract, callers, nonce=nonce)  # and the chain goes on
+        nonce += CALLS
+        assert [counted(url, contract, c) for c in callers] == [nonce, nonce]

@@ -238,11 +238,31 @@ def test_a_bad_value_is_refused_by_name(chart, path, value):
 
 
 @pytest.mark.parametrize(
-    "release", ["1234", "a" * 48, "Demo"], ids=["numeric", "over-53", "upper-case"]
+    ("release", "reason"),
+    [
+        ("1234", "is not a DNS-1035 label"),  # Helm takes it; KubeRay would not
+        ("a" * 48, "is 54 characters; KubeRay allows at most 53"),
+        ("a-b.c", "is not a DNS-1035 label"),
+    ],
+    ids=["numeric", "over-53", "dotted"],
 )
-def test_a_release_name_kuberay_refuses_is_refused(chart, release):
-    with pytest.raises(helm.HelmError, match="RayCluster name|release name|invalid"):
+def test_a_release_name_kuberay_refuses_is_refused(chart, release, reason):
+    with pytest.raises(helm.HelmRenderError, match=f"the RayCluster name .* {reason}"):
         chart.render(None, name=release, namespace="chain")
+
+
+@pytest.mark.parametrize(
+    ("worker", "reason"),
+    [
+        ({"minReplicas": 7, "maxReplicas": 6, "replicas": 6}, "minReplicas .7. is more than"),
+        ({"replicas": 7}, r"replicas .7. is outside worker.minReplicas..worker.maxReplicas"),
+    ],
+    ids=["min-over-max", "replicas-outside"],
+)
+def test_worker_replicas_kuberay_refuses_are_refused(chart, worker, reason):
+    chart.validate_schema({"worker": worker})
+    with pytest.raises(helm.HelmRenderError, match=reason):
+        chart.render({"worker": worker}, name="demo", namespace="chain")
 
 
 def test_a_long_release_name_fits_with_fullname_override(chart):
@@ -410,7 +430,7 @@ def test_the_head_runs_evmpp_serve_beside_ray(chart):
     assert container["command"] == ["/bin/bash", "/etc/evmpp/start-head.sh"]
     [config] = [c for c in out["ConfigMap"] if c["metadata"]["name"] == "demo-evmpp-settings"]
     script = config["data"]["start-head.sh"]
-    assert "$KUBERAY_GEN_RAY_START_CMD &" in script
+    assert 'eval "$KUBERAY_GEN_RAY_START_CMD" &' in script
     assert "--data-dir=/data/chain" in script and "--config=/etc/evmpp/evmpp.json" in script
     assert template["spec"]["securityContext"]["fsGroup"] == 100  # Ray's image: uid 1000, gid 100
 
@@ -435,9 +455,11 @@ def test_metrics_podmonitor_and_grafana_dashboard(chart):
 
 
 def test_the_dashboard_graphs_the_gauges_the_coordinator_sets():
-    """Each panel's metric is one cluster/metrics.py exports (Ray prefixes ray_, counters
-    get _total), and every gauge an operator watches has a panel."""
-    source = (ROOT / "cluster" / "metrics.py").read_text()
+    """Each panel's metric is one the coordinator or the StateServer exports (Ray prefixes
+    ray_, counters get _total), and every gauge an operator watches has a panel."""
+    source = "".join(
+        (ROOT / path).read_text() for path in ("cluster/metrics.py", "compute_unit/remote_state.py")
+    )
     gauges = set(re.findall(r'Gauge\(\s*"(evmpp_\w+)"', source))
     counters = set(re.findall(r'Counter\(\s*"(evmpp_\w+)"', source))
     exported = {f"ray_{g}" for g in gauges} | {f"ray_{c}_total" for c in counters}

@@ -74,6 +74,13 @@ Unit the coordinator may ask for (the basic pool at its most, and every EBS slot
 {{- if lt (int64 $have) (int64 $need) -}}
 {{- fail (printf "worker.cpus × worker.maxReplicas = %d CPUs, but (scaling.maxCUs + coordinator.ebsSlots) × coordinator.cuCores = %d: raise worker.maxReplicas or worker.cpus, or lower the CUs" (int64 $have) (int64 $need)) -}}
 {{- end -}}
+{{- $w := .Values.worker -}}
+{{- if gt (int64 $w.minReplicas) (int64 $w.maxReplicas) -}}
+{{- fail (printf "worker.minReplicas (%d) is more than worker.maxReplicas (%d)" (int64 $w.minReplicas) (int64 $w.maxReplicas)) -}}
+{{- end -}}
+{{- if or (lt (int64 $w.replicas) (int64 $w.minReplicas)) (gt (int64 $w.replicas) (int64 $w.maxReplicas)) -}}
+{{- fail (printf "worker.replicas (%d) is outside worker.minReplicas..worker.maxReplicas (%d..%d)" (int64 $w.replicas) (int64 $w.minReplicas) (int64 $w.maxReplicas)) -}}
+{{- end -}}
 {{- if gt (int64 .Values.coordinator.basicCUs) (int64 .Values.scaling.maxCUs) -}}
 {{- fail (printf "coordinator.basicCUs (%d) is more than scaling.maxCUs (%d)" (int64 .Values.coordinator.basicCUs) (int64 .Values.scaling.maxCUs)) -}}
 {{- end -}}
@@ -90,7 +97,7 @@ serve first, which closes the chain's stores, then Ray.
 {{- define "evmpp.startHead" -}}
 set -u
 ulimit -n 65536
-$KUBERAY_GEN_RAY_START_CMD &
+eval "$KUBERAY_GEN_RAY_START_CMD" &  # eval: KubeRay quotes some flags (--resources='{...}')
 ray_pid=$!
 serve_pid=""
 stop() {
