@@ -1,7 +1,8 @@
 """What a chain is (layer 0): chain id and fork schedule, genesis, the dev chain, block env.
 
-A block's life starts here: the spec picks the block's rules (py-evm VM class) by height and
-time, the genesis gives block 0 and the pre-state, the block env carries what execution needs
+A block's life starts here: a named chain or a genesis file gives the spec, which picks the
+block's rules (py-evm VM class) by height and time and checks that a recorded header fits them;
+the genesis gives block 0 and the pre-state, the block env carries what execution needs
 besides state. This package imports only py-evm, eth-*, rlp and eth-account.
 """
 
@@ -16,6 +17,7 @@ from chain.dev import (
     format_dev_accounts,
 )
 from chain.env import BlockEnv, next_base_fee
+from chain.fork_fit import ForkMismatch, HeaderShape, fork_for_header, fork_name
 from chain.genesis import (
     Genesis,
     GenesisAccount,
@@ -24,6 +26,16 @@ from chain.genesis import (
     load_genesis,
     parse_genesis,
 )
+from chain.networks import (
+    FIXTURE_NETWORKS,
+    HOLESKY,
+    KNOWN_CHAINS,
+    MAINNET,
+    PUBLIC_CHAINS,
+    SEPOLIA,
+    chain_spec,
+    known_chain_names,
+)
 from chain.spec import ChainSpec, ChainSpecError
 
 __all__ = [
@@ -31,17 +43,29 @@ __all__ = [
     "DEV_CHAIN_ID",
     "DEV_MNEMONIC",
     "DEV_SPEC",
+    "FIXTURE_NETWORKS",
+    "HOLESKY",
+    "KNOWN_CHAINS",
+    "MAINNET",
+    "PUBLIC_CHAINS",
+    "SEPOLIA",
     "BlockEnv",
     "ChainSpec",
     "ChainSpecError",
     "DevAccount",
+    "ForkMismatch",
     "Genesis",
     "GenesisAccount",
     "GenesisError",
+    "HeaderShape",
+    "chain_spec",
     "dev_accounts",
     "dev_genesis",
+    "fork_for_header",
+    "fork_name",
     "format_dev_accounts",
     "genesis_header",
+    "known_chain_names",
     "load_genesis",
     "next_base_fee",
     "parse_genesis",

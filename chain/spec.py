@@ -207,6 +207,20 @@ class ChainSpec:
                 out[key] = value
         return out
 
+    def merge_decided(self, number: int, timestamp: int) -> bool | None:
+        """Whether the config alone says the block is proof-of-stake: True or False, or None
+        when only the total difficulty can tell (``terminalTotalDifficulty`` set, not 0, and
+        neither a netsplit block nor a timestamp fork reached)."""
+        if not _reached(self.london_block, number):
+            return False
+        if self._time_fork_at(timestamp) is not None:
+            return True
+        if self.terminal_total_difficulty is None:
+            return False
+        if self.terminal_total_difficulty == 0 or _reached(self.merge_netsplit_block, number):
+            return True
+        return None
+
     def is_merged(self, number: int, timestamp: int, merged: bool | None = None) -> bool:
         """Whether the block at ``number`` / ``timestamp`` is proof-of-stake (see module doc)."""
         if not _reached(self.london_block, number):

@@ -3,13 +3,20 @@
 A folder holds ``block.json`` (``eth_getBlockByNumber(n, true)``), ``pre_state.json`` (every
 account the block touches, before the block) and optionally ``block_hashes.json`` (ancestor
 hashes for BLOCKHASH); ``../shared/mainnet-blocks/README.md`` documents the format. The folder
-becomes what the pipeline runs: a ``BlockEnv`` for the fork that block number is on (mainnet
-fork schedule), the signed transactions of every type, and the pre-state as state-key items.
+becomes what the pipeline runs: a ``BlockEnv`` for the fork the chain's spec puts that block
+in, the signed transactions of every type, and the pre-state as state-key items.
 
-The import is checked, not trusted: the rebuilt header must hash to the block's hash, each
-rebuilt transaction to its hash, and each contract's code to its code hash, so execution runs
-on exactly the recorded block. Anything missing or malformed raises ``BlockFolderError``
-naming the file and the field.
+The chain is the caller's (``evmpp replay --chain``, mainnet by default) unless a
+``chain.json`` says otherwise: one inside the block folder, else one in the directory holding
+it (one file for a whole recorded chain). The nearest wins over the caller's, since the file
+travels with the blocks it describes. It holds a geth genesis or ``config`` object, or
+``{"chain": NAME}`` naming a built-in chain (``chain/networks.py``).
+
+The import is checked, not trusted: the header must fit its fork (``chain/fork_fit.py``) and
+rebuild to the block's hash, each rebuilt transaction to its hash, and each contract's code to
+its code hash, so execution runs on exactly the recorded block under its own fork's rules.
+Anything missing or malformed raises ``BlockFolderError`` naming the file and the field; a
+header that does not fit raises ``HeaderForkError`` ("block N (hash …) does not fit Fork: …").
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from eth.abc import SignedTransactionAPI, VirtualMachineAPI
-from eth.chains.mainnet import MAINNET_CHAIN_ID, MAINNET_VM_CONFIGURATION
 from eth_hash.auto import keccak
 from eth_utils import to_canonical_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
+from chain.fork_fit import FORK_FIELDS, ForkMismatch, HeaderShape, fork_for_header, fork_name
+from chain.networks import MAINNET, spec_from_json
+from chain.spec import ChainSpec, ChainSpecError
 from compute_unit.executor import BlockEnv
 from storage.keys import EMPTY_ACCOUNT, AccountFields, StateKey, acct_key, code_key, slot_key
 
@@ -39,6 +48,18 @@ class BlockFolderError(ValueError):
         super().__init__(f"{path}: {field}: {problem}" if field else f"{path}: {problem}")
         self.path = path
         self.field = field
+
+
+class HeaderForkError(BlockFolderError):
+    """A recorded header that does not fit the fork its number and time fall in."""
+
+    def __init__(self, path: Path, block: BlockJson, fork: str, problem: str) -> None:
+        super().__init__(
+            path,
+            "",
+            f"block {block.number} (hash 0x{block.hash.hex()}) does not fit {fork}: " + problem,
+        )
+        self.fork = fork
 
 
 def _hex_int(value: Any) -> int:
@@ -217,17 +238,33 @@ class ImportedBlock:
         return not self.env.intermediate_roots
 
 
-def fork_name(vm_class: type[VirtualMachineAPI]) -> str:
-    return vm_class.fork.replace("-", " ").title().replace(" ", "")
+CHAIN_FILE = "chain.json"
 
 
-def mainnet_vm_for(number: int) -> type[VirtualMachineAPI]:
-    """The mainnet fork a block number runs on (py-evm's mainnet schedule, DAO fork included)."""
-    vm_class = MAINNET_VM_CONFIGURATION[0][1]
-    for first_block, candidate in MAINNET_VM_CONFIGURATION:
-        if number >= first_block:
-            vm_class = candidate
-    return vm_class
+def folder_chain_spec(folder: Path, default: ChainSpec = MAINNET) -> ChainSpec:
+    """The chain of a block folder: its own ``chain.json``, else its parent's, else
+    ``default`` (see the module docstring)."""
+    for path in (folder / CHAIN_FILE, folder.parent / CHAIN_FILE):
+        if path.is_file():
+            try:
+                return spec_from_json(_read_json(path), source=str(path))
+            except ChainSpecError as err:
+                raise BlockFolderError(path, "", str(err).removeprefix(f"{path}: ")) from err
+    return default
+
+
+def _fork_of(path: Path, spec: ChainSpec, block: BlockJson) -> type[VirtualMachineAPI]:
+    shape = HeaderShape(
+        number=block.number,
+        timestamp=block.timestamp,
+        difficulty=block.difficulty,
+        extra_data=block.extraData,
+        present=frozenset(name for name in FORK_FIELDS if getattr(block, name) is not None),
+    )
+    try:
+        return fork_for_header(spec, shape)
+    except ForkMismatch as err:
+        raise HeaderForkError(path, block, err.fork, err.problem) from err
 
 
 def _read_json(path: Path, required: bool = True) -> Any:
@@ -265,11 +302,12 @@ def _build_header(path: Path, vm_class: type[VirtualMachineAPI], block: BlockJso
         values[field] = int.from_bytes(value, "big") if field == "bloom" else value
     header = header_class(**values)
     if header.hash != block.hash:
-        raise BlockFolderError(
+        raise HeaderForkError(
             path,
-            "hash",
-            f"the header rebuilt from its fields hashes to 0x{header.hash.hex()}, not "
-            f"0x{block.hash.hex()}: a header field is wrong or missing",
+            block,
+            fork_name(vm_class),
+            f"the header rebuilt from its fields hashes to 0x{header.hash.hex()}: a header "
+            "field is wrong, or the block is on another chain (--chain, chain.json)",
         )
     return header
 
@@ -402,21 +440,23 @@ def _ancestor_hashes(path: Path, block: BlockJson, recorded: Any) -> tuple[bytes
     return tuple(hashes)
 
 
-def load_block_folder(folder: str | Path, chain_id: int = MAINNET_CHAIN_ID) -> ImportedBlock:
-    """Read, check and rebuild one block folder (see the module docstring)."""
+def load_block_folder(folder: str | Path, spec: ChainSpec = MAINNET) -> ImportedBlock:
+    """Read, check and rebuild one block folder of chain ``spec`` (which the folder's
+    ``chain.json`` overrides; see the module docstring)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BlockFolderError(folder, "", "not a directory")
+    spec = folder_chain_spec(folder, spec)
     block_path = folder / "block.json"
     block: BlockJson = _parse(block_path, BlockJson, _read_json(block_path))
-    vm_class = mainnet_vm_for(block.number)
+    vm_class = _fork_of(block_path, spec, block)
     header = _build_header(block_path, vm_class, block)
     transactions = _build_transactions(block_path, vm_class, block)
     hashes_path = folder / "block_hashes.json"
     prev_hashes = _ancestor_hashes(hashes_path, block, _read_json(hashes_path, required=False))
     state_path = folder / "pre_state.json"
     accounts = _parse(state_path, PreStateJson, _read_json(state_path))
-    env = BlockEnv(vm_class, header, chain_id, prev_hashes)
+    env = BlockEnv(vm_class, header, spec.chain_id, prev_hashes)
     expected = ExpectedHeader(block.gasUsed, header.bloom, block.receiptsRoot)
     return ImportedBlock(
         folder, env, transactions, _pre_state_items(state_path, accounts), expected

@@ -6,8 +6,14 @@ import shutil
 import pytest
 
 from bench.mainnet_blocks import mainnet_blocks_dir
+from chain import FIXTURE_NETWORKS, MAINNET, SEPOLIA
 from cli.replay import expand_folders
-from coordinator.block_import import BlockFolderError, load_block_folder, mainnet_vm_for
+from coordinator.block_import import (
+    BlockFolderError,
+    HeaderForkError,
+    folder_chain_spec,
+    load_block_folder,
+)
 
 
 def copy_block(tmp_path, number: str):
@@ -22,14 +28,73 @@ def edit(path, change):
     path.write_text(json.dumps(data))
 
 
-def test_forks_follow_the_mainnet_schedule():
-    names = {n: mainnet_vm_for(n).fork for n in (0, 1_150_000, 4_370_000, 15_537_394)}
+def test_forks_follow_the_chain_spec():
+    folders = ("46147", "1150000", "4370000", "15537394", "19426587")
+    names = {n: load_block_folder(mainnet_blocks_dir() / n).fork for n in folders}
     assert names == {
-        0: "frontier",
-        1_150_000: "homestead",
-        4_370_000: "byzantium",
-        15_537_394: "paris",
+        "46147": "Frontier",
+        "1150000": "Homestead",
+        "4370000": "Byzantium",
+        "15537394": "Paris",  # the merge by total difficulty: difficulty 0 places it
+        "19426587": "Cancun",
     }
+    explicit = load_block_folder(mainnet_blocks_dir() / "19426587", MAINNET)
+    assert explicit.env.chain_id == 1 and explicit.fork == "Cancun"
+
+
+@pytest.mark.parametrize(
+    ("number", "change", "fork", "problem"),
+    [
+        ("12244000", lambda b: b.update(baseFeePerGas="0x7"), "Berlin", "it has baseFeePerGas"),
+        ("13287210", lambda b: b.pop("baseFeePerGas"), "London", "it has no baseFeePerGas"),
+        ("15537394", lambda b: b.update(withdrawalsRoot="0x" + "11" * 32), "Paris", "it has w"),
+        ("17666333", lambda b: b.update(blobGasUsed="0x0"), "Shanghai", "it has blobGasUsed"),
+        ("17666333", lambda b: b.update(difficulty="0x1"), "Shanghai", "difficulty 1;"),
+        ("2179522", lambda b: b.update(extraData="0x"), "Homestead", "the header rebuilt"),
+    ],
+)
+def test_a_header_that_does_not_fit_its_fork_is_refused(tmp_path, number, change, fork, problem):
+    folder = copy_block(tmp_path, number)
+    edit(folder / "block.json", change)
+    with pytest.raises(HeaderForkError) as err:
+        load_block_folder(folder)
+    assert err.value.fork == fork
+    assert f"block.json: block {number} (hash 0x" in str(err.value)
+    assert f") does not fit {fork}: {problem}" in str(err.value)
+
+
+def test_a_block_of_another_chain_is_refused_not_run_under_its_rules():
+    # a mainnet Cancun block on a chain that never reaches Cancun
+    with pytest.raises(HeaderForkError, match="does not fit Shanghai: it has blobGasUsed"):
+        load_block_folder(mainnet_blocks_dir() / "19426587", FIXTURE_NETWORKS["Shanghai"])
+    # a Frontier block read as London-from-genesis Sepolia
+    with pytest.raises(HeaderForkError, match="does not fit London: it has no baseFeePerGas"):
+        load_block_folder(mainnet_blocks_dir() / "46147", SEPOLIA)
+
+
+def test_chain_json_beside_a_folder_wins_over_the_callers_chain(tmp_path):
+    folder = copy_block(tmp_path, "46147")
+    assert folder_chain_spec(folder, SEPOLIA) is SEPOLIA
+    (tmp_path / "chain.json").write_text(json.dumps({"chain": "mainnet"}))
+    assert folder_chain_spec(folder, SEPOLIA) is MAINNET
+    assert load_block_folder(folder, SEPOLIA).fork == "Frontier"
+    # the folder's own chain.json is nearer than its parent's (a Frontier header fits
+    # Homestead: before London only the chain, never the header, tells them apart)
+    (folder / "chain.json").write_text(json.dumps({"chain": "Homestead"}))
+    assert load_block_folder(folder, SEPOLIA).fork == "Homestead"
+
+
+def test_a_bad_chain_json_is_named(tmp_path):
+    folder = copy_block(tmp_path, "46147")
+    (folder / "chain.json").write_text(json.dumps({"chain": "Mainnet"}))
+    with pytest.raises(BlockFolderError, match="chain.json: chain 'Mainnet' is not a known"):
+        load_block_folder(folder)
+    (folder / "chain.json").write_text(json.dumps({"config": {"homesteadBlock": 0}}))
+    with pytest.raises(BlockFolderError, match="chain.json: config.chainId: missing"):
+        load_block_folder(folder)
+    (folder / "chain.json").write_text("[")
+    with pytest.raises(BlockFolderError, match="chain.json: line 1: not valid JSON"):
+        load_block_folder(folder)
 
 
 def test_blob_block_rebuilds_every_transaction_type():
@@ -55,7 +120,11 @@ def test_recorded_ancestor_hashes_reach_blockhash():
     [
         ("block.json", lambda b: b["transactions"][3].update(r="zz"), "transactions.3.r"),
         ("block.json", lambda b: b.pop("gasLimit"), "gasLimit"),
-        ("block.json", lambda b: b.update(timestamp=hex(int(b["timestamp"], 16) + 1)), "hash"),
+        (
+            "block.json",
+            lambda b: b.update(timestamp=hex(int(b["timestamp"], 16) + 1)),
+            "block 930196 .* does not fit Frontier: the header rebuilt",
+        ),
         ("block.json", lambda b: b["transactions"][0].update(value="0x1"), "transactions.0.hash"),
         ("block.json", lambda b: b["transactions"][0].update(type="0x7"), "transactions.0"),
         ("block.json", lambda b: b["transactions"][0].update(to="0x1234"), "transactions.0.to"),
