@@ -1,9 +1,15 @@
 """``evmpp replay``: run recorded blocks (e.g. Ethereum mainnet) through the pipeline.
 
-Each block folder is imported (``coordinator/block_import.py``), its pre-state becomes the
-chain state of a fresh ``ChainRunner``, and the block runs on the oracle and in parallel on
-the shared Compute Unit, exactly as ``evmpp run`` runs generated blocks, except that no
-admission filters it: a recorded block is run as it is, and an invalid transaction fails it.
+Each block folder is imported (``coordinator/block_import.py``) on the chain ``--chain``
+names (a built-in name or a geth genesis/config file, mainnet by default; a ``chain.json`` in
+or beside a folder wins for that folder), its pre-state becomes the chain state of a fresh
+``ChainRunner``, and the block runs on the oracle and in parallel on the shared Compute Unit,
+exactly as ``evmpp run`` runs generated blocks, except that no admission filters it: a
+recorded block is run as it is, and an invalid transaction fails it.
+
+A folder that fails to import (bad JSON, a header that does not fit its fork, a missing
+pre-state) is a failed row with its reason, and the rest still run; the exit status is 0
+only when every row passes, 1 otherwise, and 2 for an unknown ``--chain``.
 
 The results are checked against the recorded header (gasUsed, logsBloom, and from Byzantium
 receiptsRoot; the post-state root cannot be, as the pre-state holds only what the block
@@ -26,10 +32,17 @@ from eth_bloom import BloomFilter
 from eth_utils import ValidationError
 from tqdm import tqdm
 
+from chain.networks import chain_spec
+from chain.spec import ChainSpec, ChainSpecError
 from cluster.runtime import start_ray
 from compute_unit.blockstm import InvalidBlockError
 from compute_unit.worker import ComputeUnit
-from coordinator.block_import import BlockFolderError, ImportedBlock, load_block_folder
+from coordinator.block_import import (
+    BlockFolderError,
+    HeaderForkError,
+    ImportedBlock,
+    load_block_folder,
+)
 from coordinator.grouping import FallbackPolicy
 from coordinator.pipeline import (
     DEFAULT_FALLBACK,
@@ -60,10 +73,12 @@ def header_checks(block: ImportedBlock, receipts: Sequence[ReceiptAPI], gas_used
 
 @dataclass
 class ReplayRow:
-    """One replayed block: its report and every check (None when a check does not apply)."""
+    """One replayed block: its report and every check (None when a check does not apply).
+
+    A folder that did not import has no number (and a fork only if its header named one)."""
 
     folder: str
-    number: int
+    number: int | None
     fork: str
     report: BlockReport | None = None
     checks: dict[str, bool | None] = field(default_factory=dict)
@@ -116,7 +131,8 @@ COLUMNS = ("block", "fork", "txs", "gas", "seq ms", "par ms", "speedup", "re-exe
 
 def _format_row(row: ReplayRow) -> str:
     if row.report is None:
-        return f"{row.number:>9} {row.fork:<15} ERROR {row.error}"
+        label = Path(row.folder).name if row.number is None else row.number
+        return f"{label:>9} {row.fork or '-':<15} ERROR {row.error}"
     r = row.report
     failed = [name for name, ok in row.checks.items() if ok is False]
     verdict = "ok" if not failed else "FAIL " + ",".join(failed)
@@ -154,30 +170,78 @@ def expand_folders(paths: Sequence[str]) -> list[Path]:
     return folders
 
 
+@dataclass
+class ImportResult:
+    """The folders named on the command line, imported: blocks to run, and the rows of the
+    folders that did not import, each at its place in the order given."""
+
+    slots: list[ImportedBlock | ReplayRow]
+
+    @property
+    def blocks(self) -> list[ImportedBlock]:
+        return [slot for slot in self.slots if isinstance(slot, ImportedBlock)]
+
+
+def import_folders(paths: Sequence[str], spec: ChainSpec) -> ImportResult:
+    """Import every block folder under ``paths``; one that fails becomes a failed row with
+    its reason, so one broken folder never stops the others."""
+    slots: list[ImportedBlock | ReplayRow] = []
+    for name in paths:
+        try:
+            folders = expand_folders([name])
+        except BlockFolderError as err:
+            slots.append(ReplayRow(name, None, "", error=f"import failed: {err}"))
+            continue
+        for folder in folders:
+            try:
+                slots.append(load_block_folder(folder, spec))
+            except HeaderForkError as err:
+                row = ReplayRow(str(folder), None, err.fork, error=f"import failed: {err}")
+                slots.append(row)
+            except BlockFolderError as err:
+                slots.append(ReplayRow(str(folder), None, "", error=f"import failed: {err}"))
+    return ImportResult(slots)
+
+
 def replay(args: argparse.Namespace) -> int:
     try:
-        folders = expand_folders(args.folders)
-        blocks = [load_block_folder(folder) for folder in folders]
-    except BlockFolderError as err:
-        print(f"error: {err}", file=sys.stderr)
+        spec = chain_spec(args.chain)
+    except ChainSpecError as err:
+        print(f"error: --chain: {err}", file=sys.stderr)
         return 2
-    start_ray(num_cpus=args.workers, address=args.address)
-    cu = ComputeUnit(args.workers)
+    imported = import_folders(args.folders, spec)
     rows: list[ReplayRow] = []
     print(_header_line())
+    blocks = imported.blocks
+    cu = None
+    if blocks:  # no cluster for a run in which nothing imported
+        start_ray(num_cpus=args.workers, address=args.address)
+        cu = ComputeUnit(args.workers)
     try:
-        for block in tqdm(blocks, desc="blocks", file=sys.stderr):
-            row = replay_block(block, cu, None if args.always_parallel else DEFAULT_FALLBACK)
+        for slot in tqdm(imported.slots, desc="blocks", file=sys.stderr):
+            if isinstance(slot, ReplayRow):
+                row = slot
+            else:
+                policy = None if args.always_parallel else DEFAULT_FALLBACK
+                row = replay_block(slot, cu, policy)
             rows.append(row)
             tqdm.write(_format_row(row))
     finally:
-        cu.shutdown()
+        if cu is not None:
+            cu.shutdown()
     passed = sum(row.passed for row in rows)
-    print(f"\n{passed}/{len(rows)} blocks pass every check on {args.workers} workers")
+    failed_imports = len(rows) - len(blocks)
+    not_imported = f" ({failed_imports} did not import)" if failed_imports else ""
+    print(f"\n{passed}/{len(rows)} blocks pass every check on {args.workers} workers{not_imported}")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        summary = {"blocks": len(rows), "passed": passed, "all_checks_pass": passed == len(rows)}
+        summary = {
+            "blocks": len(rows),
+            "passed": passed,
+            "import_failed": failed_imports,
+            "all_checks_pass": passed == len(rows),
+        }
         path.write_text(
             json.dumps({"rows": [r.as_dict() for r in rows], "summary": summary}, indent=2)
         )
@@ -187,6 +251,13 @@ def replay(args: argparse.Namespace) -> int:
 def add_parser(commands: Any) -> None:
     p = commands.add_parser("replay", help="replay recorded block folders (e.g. mainnet)")
     p.add_argument("folders", nargs="+", help="block folders, or directories holding them")
+    p.add_argument(
+        "--chain",
+        default="mainnet",
+        help="the chain the blocks are on: mainnet, sepolia, holesky, a fixture network "
+        "(Cancun, BerlinToLondonAt5, ...) or a geth genesis/config JSON file; a chain.json "
+        "in or beside a block folder wins for that folder (default: mainnet)",
+    )
     p.add_argument(
         "--always-parallel",
         action="store_true",

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from bench.mainnet_blocks import mainnet_blocks_dir
+from chain import chain_spec
 from cli.main import main
 from cli.replay import expand_folders, header_checks, replay_block
 from compute_unit.sequential import SequentialChain
@@ -35,8 +36,9 @@ def test_all_sixteen_blocks_are_there():
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
 def test_block_passes_every_check_in_both_modes(folder, cu):
-    """Parallel here always means on the workers: the in-process fallback is switched off."""
-    block = load_block_folder(folder)
+    """Parallel here always means on the workers: the in-process fallback is switched off.
+    The chain is named, as ``evmpp replay --chain mainnet`` names it."""
+    block = load_block_folder(folder, chain_spec("mainnet"))
     row = replay_block(block, cu, policy=None)
     assert row.report.fallback is None and row.report.groups == min(
         2, len({tx.sender for tx in block.transactions})
@@ -99,6 +101,63 @@ def test_replay_exits_nonzero_on_an_invalid_block(ray_cluster, tmp_path, capsys)
     assert "invalid block" in printed and "0/1 blocks pass" in printed
 
 
-def test_replay_exits_2_on_a_bad_folder(tmp_path, capsys):
-    assert main(["replay", str(tmp_path / "nowhere")]) == 2
-    assert "not a directory" in capsys.readouterr().err
+def test_a_missing_folder_is_a_failed_row(tmp_path, capsys):
+    assert main(["replay", str(tmp_path / "nowhere")]) == 1
+    printed = capsys.readouterr().out
+    assert "nowhere -               ERROR import failed:" in printed
+    assert "not a directory" in printed and "0/1 blocks pass" in printed
+
+
+def test_an_unknown_chain_exits_2(capsys):
+    assert main(["replay", str(mainnet_blocks_dir() / "46147"), "--chain", "mainet"]) == 2
+    err = capsys.readouterr().err
+    assert "--chain: chain 'mainet': not a known chain nor a file" in err and "sepolia" in err
+
+
+def _broken_folders(tmp_path):
+    """Three folders that cannot import: bad JSON, a header off its fork, no pre-state."""
+    bad_json = tmp_path / "bad-json"
+    shutil.copytree(mainnet_blocks_dir() / "46147", bad_json)
+    (bad_json / "block.json").write_text('{"number": ')
+    wrong_fork = tmp_path / "wrong-fork"
+    shutil.copytree(mainnet_blocks_dir() / "13287210", wrong_fork)
+    block = json.loads((wrong_fork / "block.json").read_text())
+    del block["baseFeePerGas"]
+    (wrong_fork / "block.json").write_text(json.dumps(block))
+    no_state = tmp_path / "no-state"
+    shutil.copytree(mainnet_blocks_dir() / "930196", no_state)
+    (no_state / "pre_state.json").unlink()
+    return [bad_json, wrong_fork, no_state]
+
+
+def test_replay_keeps_going_past_folders_that_do_not_import(ray_cluster, tmp_path, capsys):
+    good = [str(mainnet_blocks_dir() / n) for n in ("46147", "2675000")]
+    bad_json, wrong_fork, no_state = (str(p) for p in _broken_folders(tmp_path))
+    out = tmp_path / "replay.json"
+    args = [good[0], bad_json, wrong_fork, no_state, good[1], "--chain", "mainnet"]
+    assert main(["replay", *args, "--json", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "bad-json/block.json: line 1: not valid JSON" in printed
+    assert "block 13287210 (hash 0x" in printed
+    assert "does not fit London: it has no baseFeePerGas" in printed
+    assert "no-state/pre_state.json: file is missing" in printed
+    assert "2/5 blocks pass every check on 2 workers (3 did not import)" in printed
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["block"], r["fork"], r["passed"]) for r in rows] == [
+        (46147, "Frontier", True),
+        (None, "", False),
+        (None, "London", False),
+        (None, "", False),
+        (2675000, "SpuriousDragon", True),
+    ]
+    assert json.loads(out.read_text())["summary"]["import_failed"] == 3
+
+
+@pytest.mark.slow
+def test_replay_of_every_mainnet_block_and_a_broken_folder(ray_cluster, tmp_path, capsys):
+    broken = _broken_folders(tmp_path)[1]
+    args = [str(mainnet_blocks_dir()), str(broken), "--chain", "mainnet"]
+    assert main(["replay", *args]) == 1
+    printed = capsys.readouterr().out
+    assert "does not fit London: it has no baseFeePerGas" in printed
+    assert f"{len(FOLDERS)}/{len(FOLDERS) + 1} blocks pass" in printed
