@@ -10,8 +10,9 @@ bloom) or the block is refused and the chain stays where it was; then on the par
 committed, whose receipts, gas and state root must equal the oracle's and the header's. A block
 with ``expectException`` must be refused; any other must be accepted.
 
-A test whose blocks leave the canonical chain (a side chain, a reorganisation) is skipped:
-the parallel chain keeps one head.
+Blocks may build on any block accepted before (side chains, reorganisations): both chains
+are then rebuilt from the genesis along that block's path. The head is the heaviest chain
+before the merge, the newest block after it; the end state is the head's.
 """
 
 from __future__ import annotations
@@ -274,6 +275,85 @@ def _post_state_problems(runner: ChainRunner, post: Mapping[str, Any]) -> list[s
     return problems
 
 
+class _Chains:
+    """The block tree of one test and the two chains (oracle, parallel) at one of its tips.
+
+    Blocks may build on any accepted block: the chains are rebuilt from the genesis along
+    the new parent's path (tests are short) when it is not the tip they are at."""
+
+    def __init__(
+        self, spec: ChainSpec, genesis: BlockAPI, genesis_vm: Any, items: list, executor: Any
+    ) -> None:
+        self.spec = spec
+        self.items = items
+        self.executor = executor
+        self.genesis = genesis.header.hash
+        self.blocks: dict[bytes, BlockAPI] = {self.genesis: genesis}
+        self.vms: dict[bytes, type[VirtualMachineAPI]] = {self.genesis: genesis_vm}
+        self.td: dict[bytes, int] = {self.genesis: genesis.header.difficulty}
+        self.head = self.genesis  # the fork choice's
+        self.rebuilds = 0
+        self._open()
+
+    def _open(self) -> None:
+        self.oracle = SequentialChain(self.items)
+        self.runner = ChainRunner(self.items, self.executor, verify=False)
+        self.tip = self.genesis
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def headers(self) -> dict[bytes, BlockHeaderAPI]:
+        return {h: block.header for h, block in self.blocks.items()}
+
+    def path(self, block_hash: bytes) -> list[BlockAPI]:
+        """The blocks from the genesis to ``block_hash``."""
+        path = [self.blocks[block_hash]]
+        while path[-1].header.hash != self.genesis:
+            path.append(self.blocks[path[-1].header.parent_hash])
+        return path[::-1]
+
+    def vm_of(self, header: BlockHeaderAPI) -> type[VirtualMachineAPI]:
+        ttd = self.spec.terminal_total_difficulty
+        merged = None if not ttd else self.td.get(header.parent_hash, 0) >= ttd
+        return self.spec.vm_class_at(header.block_number, header.timestamp, merged=merged)
+
+    def env(self, block: BlockAPI, vm_class: Any, ancestors: list[BlockAPI]) -> BlockEnv:
+        prev_hashes = tuple(b.header.hash for b in reversed(ancestors[-BLOCKHASH_WINDOW:]))
+        return BlockEnv(
+            vm_class,
+            block.header,
+            self.spec.chain_id,
+            prev_hashes,
+            uncles=tuple(block.uncles),
+            withdrawals=tuple(getattr(block, "withdrawals", ())),
+        )
+
+    def move_to(self, block_hash: bytes) -> None:
+        """Rebuild both chains along the path to ``block_hash`` (blocks already checked)."""
+        if block_hash == self.tip:
+            return
+        self.runner.close()
+        self._open()
+        self.rebuilds += 1
+        path = self.path(block_hash)
+        for depth, block in enumerate(path[1:], start=1):
+            env = self.env(block, self.vms[block.header.hash], path[:depth])
+            self.oracle.execute(env, list(block.transactions))
+            self.runner.import_block(env, [env.decode(tx.encode()) for tx in block.transactions])
+        self.tip = block_hash
+
+    def accept(self, block: BlockAPI, vm_class: Any) -> None:
+        block_hash = block.header.hash
+        self.blocks[block_hash] = block
+        self.vms[block_hash] = vm_class
+        self.td[block_hash] = self.td[block.header.parent_hash] + block.header.difficulty
+        self.tip = block_hash
+        # proof of stake: the newest block is the head; proof of work: the heaviest chain
+        if issubclass(vm_class, ParisVM) or self.td[block_hash] > self.td[self.head]:
+            self.head = block_hash
+
+
 class FixtureRunner:
     """Runs BlockchainTests on one Compute Unit."""
 
@@ -313,15 +393,17 @@ class FixtureRunner:
         if genesis.header.hash != expected_hash:
             raise AssertionError("genesis header hash does not match genesisBlockHeader")
         items = pre_state_items(test["pre"])
-        oracle = SequentialChain(items)
         executor = ParallelExecutor(self.cu, policy=self.policy)
-        with ChainRunner(items, executor, verify=False) as runner:
-            if runner.committer.state_root != genesis.header.state_root:
+        chains = _Chains(spec, genesis, genesis_vm, items, executor)
+        try:
+            if chains.runner.committer.state_root != genesis.header.state_root:
                 raise AssertionError("genesis state root does not match the pre-state")
-            head = self._import_blocks(spec, test, genesis, genesis_vm, oracle, runner, result)
+            self._import_blocks(test, chains, result)
+            chains.move_to(chains.head)
+            runner = chains.runner
             last = bytes.fromhex(test["lastblockhash"][2:])
-            if head.header.hash != last:
-                raise AssertionError(f"head 0x{head.header.hash.hex()} is not lastblockhash")
+            if chains.head != last:
+                raise AssertionError(f"head 0x{chains.head.hex()} is not lastblockhash")
             if "postStateHash" in test:
                 want = bytes.fromhex(test["postStateHash"][2:])
                 if runner.committer.state_root != want:
@@ -330,31 +412,10 @@ class FixtureRunner:
                 problems = _post_state_problems(runner, test["postState"])
                 if problems:
                     raise AssertionError("postState: " + "; ".join(problems[:3]))
+        finally:
+            chains.close()
 
-    def _import_blocks(
-        self,
-        spec: ChainSpec,
-        test: Mapping[str, Any],
-        genesis: BlockAPI,
-        genesis_vm: type[VirtualMachineAPI],
-        oracle: SequentialChain,
-        runner: ChainRunner,
-        result: TestResult,
-    ) -> BlockAPI:
-        headers: dict[bytes, BlockHeaderAPI] = {genesis.header.hash: genesis.header}
-        vms: dict[bytes, type[VirtualMachineAPI]] = {genesis.header.hash: genesis_vm}
-        td: dict[bytes, int] = {genesis.header.hash: genesis.header.difficulty}
-        canonical: list[BlockAPI] = [genesis]
-
-        def vm_of(header: BlockHeaderAPI) -> type[VirtualMachineAPI]:
-            return spec.vm_class_at(
-                header.block_number,
-                header.timestamp,
-                merged=None
-                if not spec.terminal_total_difficulty
-                else td.get(header.parent_hash, 0) >= spec.terminal_total_difficulty,
-            )
-
+    def _import_blocks(self, test: Mapping[str, Any], chains: _Chains, result: TestResult) -> None:
         for index, block_json in enumerate(test["blocks"]):
             expected = block_json.get("expectException")
             try:
@@ -364,11 +425,8 @@ class FixtureRunner:
                     result.refused.append(f"block {index}: RLP: {err}")
                     continue
                 raise AssertionError(f"block {index}: rlp is not hex") from err
-            head = canonical[-1]
             try:
-                block, vm_class = self._import(
-                    spec, raw, head, headers, td, canonical, vm_of, oracle, runner, result
-                )
+                block, vm_class = self._import(raw, chains, result)
             except Refused as refusal:
                 if not expected:
                     raise AssertionError(f"block {index} refused: {refusal}") from refusal
@@ -376,47 +434,28 @@ class FixtureRunner:
                 continue
             if expected:
                 raise AssertionError(f"block {index} accepted, expected {expected}")
-            headers[block.header.hash] = block.header
-            vms[block.header.hash] = vm_class
-            td[block.header.hash] = td[block.header.parent_hash] + block.header.difficulty
-            canonical.append(block)
+            chains.accept(block, vm_class)
             result.blocks += 1
-        return canonical[-1]
 
     def _import(
-        self,
-        spec: ChainSpec,
-        raw: bytes,
-        head: BlockAPI,
-        headers: dict[bytes, BlockHeaderAPI],
-        td: dict[bytes, int],
-        canonical: list[BlockAPI],
-        vm_of: Any,
-        oracle: SequentialChain,
-        runner: ChainRunner,
-        result: TestResult,
+        self, raw: bytes, chains: _Chains, result: TestResult
     ) -> tuple[BlockAPI, type[VirtualMachineAPI]]:
         try:
             parent_hash = bytes(rlp.decode(raw)[0][0])
         except Exception as err:
             raise Refused(f"RLP: {type(err).__name__}: {err}") from err
-        if parent_hash != head.header.hash:
-            if parent_hash in headers:
-                raise Skipped("a block builds on a side chain (reorganisations not run)")
-            raise Refused(f"unknown parent 0x{bytes(parent_hash).hex()}")
-        block, vm_class = decode_block(spec, raw, td[head.header.hash])
-        validate_block(block, vm_class, head.header, headers, canonical, vm_of)
-        header = block.header
-        prev_hashes = tuple(b.header.hash for b in reversed(canonical[-BLOCKHASH_WINDOW:]))
-        env = BlockEnv(
-            vm_class,
-            header,
-            spec.chain_id,
-            prev_hashes,
-            uncles=tuple(block.uncles),
-            withdrawals=tuple(getattr(block, "withdrawals", ())),
+        if parent_hash not in chains.blocks:
+            raise Refused(f"unknown parent 0x{parent_hash.hex()}")
+        block, vm_class = decode_block(chains.spec, raw, chains.td[parent_hash])
+        ancestors = chains.path(parent_hash)
+        validate_block(
+            block, vm_class, ancestors[-1].header, chains.headers(), ancestors, chains.vm_of
         )
+        chains.move_to(parent_hash)
+        header = block.header
+        env = chains.env(block, vm_class, ancestors)
         txs = list(block.transactions)
+        oracle = chains.oracle
         saved = oracle.state_root
         try:
             sequential = oracle.execute(env, txs)
@@ -425,7 +464,8 @@ class FixtureRunner:
         except (Refused, ValidationError) as err:
             oracle.state_root = saved
             raise Refused(str(err) or type(err).__name__) from err
-        report, parallel, _ = runner.import_block(env, [env.decode(tx.encode()) for tx in txs])
+        txs = [env.decode(tx.encode()) for tx in txs]
+        report, parallel, _ = chains.runner.import_block(env, txs)
         if report.fallback:
             result.fallback_blocks += 1
         parallel_receipts = [r.encode() for r in parallel.block.receipts]
