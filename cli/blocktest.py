@@ -82,7 +82,8 @@ def blocktest(args: argparse.Namespace) -> int:
     cu = ComputeUnit(args.workers, name="cu-blocktest")
     try:
         policy = DEFAULT_FALLBACK if args.allow_fallback else None
-        results = run_files(files, FixtureRunner(cu, policy), args.verbose)
+        runner = FixtureRunner(cu, policy, hints=args.planner == "hints")
+        results = run_files(files, runner, args.verbose)
     finally:
         cu.shutdown()
     print(summary_line(results))
@@ -105,6 +106,12 @@ def add_parser(commands: Any) -> None:
         "--allow-fallback",
         action="store_true",
         help="let small blocks run in process instead of on the workers",
+    )
+    p.add_argument(
+        "--planner",
+        choices=("hints", "sender"),
+        default="hints",
+        help="group transactions by a hint table learnt over each test's blocks, or by sender",
     )
     p.add_argument("--workers", type=int, default=2, help="workers in the Compute Unit")
     p.add_argument("--json", default="", help="write every test's result and a summary here")

@@ -39,7 +39,9 @@ from chain import BlockEnv, ChainSpec
 from compute_unit.blockstm import InvalidBlockError
 from compute_unit.sequential import SequentialChain
 from coordinator.grouping import FallbackPolicy
+from coordinator.hints import HintTable
 from coordinator.pipeline import ChainRunner, ComputeUnitAPI, ParallelExecutor
+from coordinator.planner import HintPlanner, SenderPlanner
 from storage.keys import AccountFields, StateKey, acct_key, code_key, slot_key
 
 MAX_UNCLES = 2
@@ -357,9 +359,14 @@ class _Chains:
 class FixtureRunner:
     """Runs BlockchainTests on one Compute Unit."""
 
-    def __init__(self, cu: ComputeUnitAPI, policy: FallbackPolicy | None = None) -> None:
+    def __init__(
+        self, cu: ComputeUnitAPI, policy: FallbackPolicy | None = None, hints: bool = True
+    ) -> None:
+        """``hints``: group by a hint table learnt over the test's blocks (one table per
+        test, kept across its blocks); else by sender."""
         self.cu = cu
         self.policy = policy
+        self.hints = hints
 
     def run_file(self, path: Path) -> list[TestResult]:
         try:
@@ -393,7 +400,8 @@ class FixtureRunner:
         if genesis.header.hash != expected_hash:
             raise AssertionError("genesis header hash does not match genesisBlockHeader")
         items = pre_state_items(test["pre"])
-        executor = ParallelExecutor(self.cu, policy=self.policy)
+        planner = HintPlanner(HintTable()) if self.hints else SenderPlanner()
+        executor = ParallelExecutor(self.cu, planner, policy=self.policy)
         chains = _Chains(spec, genesis, genesis_vm, items, executor)
         try:
             if chains.runner.committer.state_root != genesis.header.state_root:
