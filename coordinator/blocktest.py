@@ -18,6 +18,7 @@ before the merge, the newest block after it; the end state is the head's.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +175,11 @@ def decode_block(
     return block, vm_class
 
 
+def _short(err: Exception, header: BlockHeaderAPI) -> str:
+    """py-evm's message with a header's repr (every field) cut to its number."""
+    return re.sub(r"BlockHeader\(.*\)(?= )", f"#{header.block_number}", str(err))
+
+
 def _check(ok: bool, reason: str) -> None:
     if not ok:
         raise Refused(reason)
@@ -194,7 +200,7 @@ def validate_block(
     try:
         vm_class.validate_header(header, parent)
     except ValidationError as err:
-        raise Refused(f"header: {err}") from err
+        raise Refused(f"header: {_short(err, header)}") from err
     if not issubclass(vm_class, ParisVM):
         expected = vm_class.compute_difficulty(parent, header.timestamp)
         _check(header.difficulty == expected, f"difficulty {header.difficulty} != {expected}")
@@ -249,7 +255,7 @@ def _validate_uncles(
                     uncle_vm.support_dao_fork, uncle_vm.get_dao_fork_block_number(), uncle
                 )
         except ValidationError as err:
-            raise Refused(f"uncle: {err}") from err
+            raise Refused(f"uncle: {_short(err, uncle)}") from err
         expected = uncle_vm.compute_difficulty(uncle_parent, uncle.timestamp)
         _check(uncle.difficulty == expected, "uncle difficulty is wrong")
 

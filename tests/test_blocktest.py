@@ -67,6 +67,14 @@ def test_invalid_blocks_are_refused_with_their_reason(runner):
     (result,) = runner.run_file(path)
     assert result.status == "passed" and result.refused
     assert all("(" in refusal and ":" in refusal for refusal in result.refused)
+    dao = FIXTURES / "TransitionTests/bcHomesteadToDao/DaoTransactions_UncleExtradata.json"
+    (result,) = runner.run_file(dao)
+    assert result.status == "passed"
+    assert result.refused[0] == (
+        "block 4 (BlockException.EXTRA_DATA_INVALID_DAO): header: Block #5 must have extra "
+        "data 0x64616f2d686172642d666f726b not 0x43 when supporting DAO fork"
+    )
+    assert any("uncle: Block #5 must have extra data" in r for r in result.refused)
 
 
 def test_a_wrong_post_state_fails(runner, tmp_path):
