@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run compare replay test bench lint clean
+.PHONY: install run compare replay blocktest test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ compare: $(STAMP)
 
 replay: $(STAMP)
 	RAY_USAGE_STATS_ENABLED=0 $(BIN)/evmpp replay ../shared/mainnet-blocks $(ARGS)
+
+blocktest: $(STAMP)
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/evmpp blocktest ../shared/ethereum-tests/BlockchainTests $(ARGS)
 
 # -X faulthandler: a crash, even at interpreter exit after the summary, prints Python's stacks.
 test: $(STAMP)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth.abc import BlockHeaderAPI, SignedTransactionAPI, VirtualMachineAPI
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI, VirtualMachineAPI, WithdrawalAPI
 from eth.vm.forks.byzantium import ByzantiumVM
 from eth.vm.forks.london.constants import INITIAL_BASE_FEE
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
@@ -27,6 +27,8 @@ class BlockEnv:
     header: BlockHeaderAPI
     chain_id: int
     prev_hashes: tuple[bytes, ...] = ()
+    uncles: tuple[BlockHeaderAPI, ...] = ()  # their rewards (``compute_unit/system_ops.py``)
+    withdrawals: tuple[WithdrawalAPI, ...] = ()  # EIP-4895, applied after the transactions
 
     @property
     def intermediate_roots(self) -> bool:

@@ -1,4 +1,5 @@
-"""The ``evmpp`` command line: ``serve`` (a node), ``replay`` (recorded blocks) and ``ebs``
+"""The ``evmpp`` command line: ``serve`` (a node), ``replay`` (recorded blocks), ``blocktest``
+(Ethereum's BlockchainTests) and ``ebs``
 (subscribe a dApp to elastic block space, cancel, status)."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import ebs, replay, serve
+from cli import blocktest, ebs, replay, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(commands)
     replay.add_parser(commands)
+    blocktest.add_parser(commands)
     ebs.add_parser(commands)
     return parser
 

@@ -1,7 +1,9 @@
 """The correctness oracle: plain sequential py-evm over the same pre-state.
 
 ``SequentialChain`` keeps its own state in py-evm's trie and runs each block with
-``vm.apply_all_transactions`` exactly as py-evm does, giving the receipts, gas and state root
+``vm.apply_all_transactions`` exactly as py-evm does, with the block's system operations
+(the DAO drain, EIP-4788's beacon root, withdrawals, rewards) made through py-evm's own state
+API around it, giving the receipts, gas and state root
 every parallel result is checked against.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from eth.abc import ReceiptAPI, SignedTransactionAPI
@@ -17,6 +20,9 @@ from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
 from eth.db.chain import ChainDB
 from eth.vm.chain_context import ChainContext
+from eth.vm.forks.homestead import HomesteadVM
+from eth.vm.forks.homestead.headers import dao_drain_list, dao_refund_contract
+from eth_utils import decode_hex
 
 from compute_unit.executor import BlockEnv
 from storage.keys import StateKey
@@ -40,6 +46,18 @@ def _oracle_vm_class(vm_class: type) -> type:
     )
 
 
+def _dao_fork(vm: Any, header: Any) -> None:
+    """The DAO fork's drain, as py-evm makes it when it configures the fork block's header."""
+    if not getattr(vm, "support_dao_fork", False) or not isinstance(vm, HomesteadVM):
+        return
+    if vm.get_dao_fork_block_number() != header.block_number:
+        return
+    for hex_account in dao_drain_list:
+        address = decode_hex(hex_account)
+        vm.state.delta_balance(dao_refund_contract, vm.state.get_balance(address))
+        vm.state.set_balance(address, 0)
+
+
 class SequentialChain:
     """A chain state advanced block by block by plain py-evm."""
 
@@ -54,7 +72,14 @@ class SequentialChain:
         vm = vm_class(header, ChainDB(self.db), ChainContext(env.chain_id), None)
         vm.env_prev_hashes = env.prev_hashes
         started = time.perf_counter()
+        block = SimpleNamespace(header=header, uncles=env.uncles, number=header.block_number)
+        _dao_fork(vm, header)
+        vm.block_preprocessing(block)  # EIP-4788 from Cancun
         result_header, receipts, _ = vm.apply_all_transactions(txs, header)
+        if env.withdrawals:
+            vm.apply_all_withdrawals(env.withdrawals)
+        if header.block_number > 0:
+            vm._assign_block_rewards(block)
         vm.state.persist()
         elapsed = time.perf_counter() - started
         self.state_root = vm.state.state_root

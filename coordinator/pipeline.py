@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from eth.abc import SignedTransactionAPI
 
-from compute_unit.blockstm import ValidatedBlock, validate_block
+from compute_unit import system_ops
+from compute_unit.blockstm import ValidatedBlock, WriteStep, validate_block
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, known_senders, run_group
 from compute_unit.preload import (
     PreloadedReader,
@@ -313,14 +314,28 @@ class ChainRunner:
             remote = PreloadedReader(table, self.remote)
             local = PreloadedReader(table, self.snapshot)
             preloaded = set(state.values)
+        snapshot: StateReader = self.snapshot
+        pre = system_ops.pre_block(env, snapshot)
+        if pre:  # the transactions run over the system writes made before them
+            snapshot = system_ops.OverlayReader(pre.writes, snapshot)
+            remote = system_ops.OverlayReader(pre.writes, remote)
+            local = None if local is None else system_ops.OverlayReader(pre.writes, local)
         planned_s = time.perf_counter() - started
-        parallel = self.executor.execute(
-            env, self.snapshot, txs, groups, crash, remote, plan, local
-        )
+        parallel = self.executor.execute(env, snapshot, txs, groups, crash, remote, plan, local)
         parallel.elapsed_s += planned_s
         block = parallel.block
         kept = [txs[i] for i in block.included] if block.dropped else list(txs)
         score = None if plan is None else self.executor.planner.learn(env, kept, plan, block)
+        post = system_ops.post_block(env, system_ops.after(snapshot, block.writes, block.wiped))
+        if env.intermediate_roots:
+            block.steps = [
+                *([WriteStep(pre.writes, frozenset())] if pre else []),
+                *block.steps,
+                *([WriteStep(post.writes, frozenset(post.wiped))] if post else []),
+            ]
+        if pre or post:
+            whole = pre.then(system_ops.SystemWrites(block.writes, set(block.wiped))).then(post)
+            block.writes, block.wiped = whole.writes, frozenset(whole.wiped)
         if self.keep_prior:
             keys = list(block.writes)
             parallel.prior = dict(zip(keys, self.committer.ss.get_many(keys), strict=True))
@@ -330,7 +345,8 @@ class ChainRunner:
         if env.intermediate_roots:
             steps = [(step.writes, step.wiped) for step in block.steps]
             roots = self.committer.commit_steps(number, steps, block.writes, block.wiped)
-            block.with_state_roots(roots)
+            first = 1 if pre else 0  # the system steps' roots are in no receipt
+            block.with_state_roots(roots[first : first + len(block.receipts)])
             root = self.committer.state_root
         else:
             hook = None
