@@ -36,7 +36,7 @@ from eth_bloom import BloomFilter
 from eth_hash.auto import keccak
 from eth_utils import ValidationError, to_canonical_address
 
-from chain import BlockEnv, ChainSpec
+from chain import BlockEnv, ChainSpec, ChainSpecError, chain_spec
 from compute_unit.blockstm import InvalidBlockError
 from compute_unit.sequential import SequentialChain
 from coordinator.grouping import FallbackPolicy
@@ -49,58 +49,17 @@ MAX_UNCLES = 2
 MAX_UNCLE_DEPTH = 6
 BLOCKHASH_WINDOW = 256
 
-_PRE_MERGE = {
-    "homesteadBlock": 0,
-    "eip150Block": 0,
-    "eip155Block": 0,
-    "eip158Block": 0,
-    "byzantiumBlock": 0,
-    "constantinopleBlock": 0,
-    "petersburgBlock": 0,
-    "istanbulBlock": 0,
-    "berlinBlock": 0,
-    "londonBlock": 0,
-}
-_MERGED = {**_PRE_MERGE, "terminalTotalDifficulty": 0}
-_UP_TO_BYZANTIUM = {k: 0 for k in ("homesteadBlock", "eip150Block", "eip155Block", "eip158Block")}
-
-# Fixture network -> geth genesis config (chain id 1). One place, to give way to the named
-# chain specs of ``chain/`` when they land.
-FIXTURE_NETWORKS: dict[str, dict[str, Any]] = {
-    "Frontier": {},
-    "Homestead": {"homesteadBlock": 0},
-    "EIP150": {"homesteadBlock": 0, "eip150Block": 0},
-    "EIP158": _UP_TO_BYZANTIUM,
-    "Byzantium": {**_UP_TO_BYZANTIUM, "byzantiumBlock": 0},
-    "London": _PRE_MERGE,
-    "Paris": _MERGED,
-    "Shanghai": {**_MERGED, "shanghaiTime": 0},
-    "Cancun": {**_MERGED, "shanghaiTime": 0, "cancunTime": 0},
-    "FrontierToHomesteadAt5": {"homesteadBlock": 5},
-    "HomesteadToEIP150At5": {"homesteadBlock": 0, "eip150Block": 5},
-    "HomesteadToDaoAt5": {"homesteadBlock": 0, "daoForkBlock": 5, "daoForkSupport": True},
-    "EIP158ToByzantiumAt5": {**_UP_TO_BYZANTIUM, "byzantiumBlock": 5},
-    "ByzantiumToConstantinopleFixAt5": {
-        **_UP_TO_BYZANTIUM,
-        "byzantiumBlock": 0,
-        "constantinopleBlock": 5,
-        "petersburgBlock": 5,
-    },
-    "BerlinToLondonAt5": {**_PRE_MERGE, "londonBlock": 5},
-    "ArrowGlacierToParisAtDiffC0000": {
-        **_PRE_MERGE,
-        "arrowGlacierBlock": 0,
-        "grayGlacierBlock": 0,
-        "terminalTotalDifficulty": 0xC0000,
-    },
-    "ParisToShanghaiAtTime15k": {**_MERGED, "shanghaiTime": 15_000},
-}
-
 
 def fixture_spec(network: str) -> ChainSpec | None:
-    """The chain spec of a fixture's ``network`` (None: not one this node runs)."""
-    config = FIXTURE_NETWORKS.get(network)
-    return None if config is None else ChainSpec.from_geth_config({"chainId": 1, **config})
+    """The chain spec of a fixture's ``network`` (``chain/networks.py``, as geth's
+    tests/init.go names them); None: not one this runner runs, an unknown name or one that
+    reaches Prague (its system operations, EIP-2935's block hashes and EIP-7685's requests,
+    are not applied here)."""
+    try:
+        spec = chain_spec(network)
+    except ChainSpecError:
+        return None
+    return None if spec.prague_time is not None else spec
 
 
 class Refused(Exception):

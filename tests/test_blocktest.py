@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from chain import FIXTURE_NETWORKS
 from cli.blocktest import expand_paths
 from cli.main import main
 from compute_unit.worker import ComputeUnit
-from coordinator.blocktest import FIXTURE_NETWORKS, FixtureRunner, fixture_spec
+from coordinator.blocktest import FixtureRunner, fixture_spec
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "ethereum-tests" / "BlockchainTests"
 FOLDERS = sorted({path.parent for path in FIXTURES.rglob("*.json")})
