@@ -141,7 +141,6 @@ class PodNetwork:
         _ip("link", "add", self.bridge, "type", "bridge")
         _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
-        self._created_dirs: list[Path] = []
 
     def pod(self, name: str) -> Pod:
         """A new pod (its namespace and IP; no containers yet)."""
@@ -169,14 +168,12 @@ class PodNetwork:
         lines += [f"{ip} {name}" for name, ip in self.hosts.items()]
         pod.hosts.write_text("\n".join(lines) + "\n")
 
-    def _mount_point(self, target: str) -> None:
-        """An empty directory on the machine to mount over inside a container; removed at
-        close if this made it."""
-        path = Path(target)
-        if not path.exists():
-            missing_parents = [p for p in [path, *path.parents] if not p.exists()]
-            path.mkdir(parents=True)
-            self._created_dirs += missing_parents
+    @staticmethod
+    def _mount_point(target: str) -> None:
+        """A directory on the machine to mount over inside a container. It stays: removing
+        a directory that is a mount point in another mount namespace detaches that mount
+        there (a second sandbox on the machine would lose its volume)."""
+        Path(target).mkdir(parents=True, exist_ok=True)
 
     def start(
         self,
@@ -249,6 +246,3 @@ class PodNetwork:
             pod.kill()
             subprocess.run(["ip", "netns", "del", pod.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        for path in self._created_dirs:
-            with contextlib.suppress(OSError):
-                path.rmdir()

@@ -328,7 +328,12 @@ def test_the_rendered_pods_run_a_chain_that_survives_head_restarts(deploy):
     # The chain's stores are in the volume; the worker pod does not see it.
     chain_dir = deploy.pvc_dirs[next(iter(deploy.pvc_dirs))] / "chain"
     assert chain_dir.is_dir() and any(chain_dir.iterdir()), "no chain files in the PVC"
-    assert worker.run_inside(["ls", "-A", "/data"]).stdout.strip() == ""
+    # (By a file only the volume holds: the machine's own /data, which the worker pod sees as
+    # any unmounted path, may hold anything.)
+    marker = f"volume-{secrets.token_hex(8)}"
+    (chain_dir.parent / marker).write_text("the PVC")
+    assert head.run_inside(["cat", f"/data/{marker}"]).stdout == "the PVC"
+    assert worker.run_inside(["cat", f"/data/{marker}"]).returncode != 0
     assert "evmpp.json" in head.run_inside(["ls", "/etc/evmpp"]).stdout
 
     # The Compute Unit's workers run on the worker pod, the coordinator on the head pod.
