@@ -27,19 +27,8 @@ DEV_BALANCE = 10_000 * 10**18
 DEV_TIMESTAMP = 1_704_067_200
 """The dev genesis timestamp, fixed so its hash is too: 2024-01-01T00:00:00Z."""
 
-DEV_SPEC = ChainSpec(
-    chain_id=DEV_CHAIN_ID,
-    homestead_block=0,
-    eip150_block=0,
-    eip155_block=0,
-    eip158_block=0,
-    byzantium_block=0,
-    constantinople_block=0,
-    petersburg_block=0,
-    istanbul_block=0,
-    muir_glacier_block=0,
-    berlin_block=0,
-    london_block=0,
+DEV_SPEC = ChainSpec.london_from_genesis(
+    DEV_CHAIN_ID,
     arrow_glacier_block=0,
     gray_glacier_block=0,
     terminal_total_difficulty=0,

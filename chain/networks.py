@@ -52,19 +52,8 @@ MAINNET = ChainSpec(
 """Ethereum mainnet. The merge came by total difficulty (block 15,537,394), which the
 config does not state; a caller without total difficulty reads it off the header."""
 
-SEPOLIA = ChainSpec(
-    chain_id=11_155_111,
-    homestead_block=0,
-    eip150_block=0,
-    eip155_block=0,
-    eip158_block=0,
-    byzantium_block=0,
-    constantinople_block=0,
-    petersburg_block=0,
-    istanbul_block=0,
-    muir_glacier_block=0,
-    berlin_block=0,
-    london_block=0,
+SEPOLIA = ChainSpec.london_from_genesis(
+    11_155_111,
     terminal_total_difficulty=17_000_000_000_000_000,
     merge_netsplit_block=1_735_371,
     shanghai_time=1_677_557_088,
@@ -74,18 +63,9 @@ SEPOLIA = ChainSpec(
 """Sepolia: London from genesis, merged by total difficulty (block 1,450,409), netsplit
 block 1,735,371."""
 
-HOLESKY = ChainSpec(
-    chain_id=17_000,
-    homestead_block=0,
-    eip150_block=0,
-    eip155_block=0,
-    eip158_block=0,
-    byzantium_block=0,
-    constantinople_block=0,
-    petersburg_block=0,
-    istanbul_block=0,
-    berlin_block=0,
-    london_block=0,
+HOLESKY = ChainSpec.london_from_genesis(
+    17_000,
+    muir_glacier_block=None,  # geth's config names none (no difficulty bomb to defuse)
     terminal_total_difficulty=0,
     shanghai_time=1_696_000_704,
     cancun_time=1_707_305_664,

@@ -175,6 +175,13 @@ class ChainSpec:
                 )
 
     @classmethod
+    def london_from_genesis(cls, chain_id: int, **later: Any) -> ChainSpec:
+        """Every block-numbered fork up to London at block 0 (testnets, dev chains), and
+        ``later``'s fields (the merge, the time forks) as given."""
+        at_genesis = dict.fromkeys(_UP_TO_LONDON, 0)
+        return cls(chain_id=chain_id, **{**at_genesis, **later})
+
+    @classmethod
     def from_geth_config(cls, config: Mapping[str, Any]) -> ChainSpec:
         """The spec of a geth genesis ``config`` object; unknown keys are ignored, as geth
         does. Raises ``ChainSpecError`` naming the field on a missing chain id, a bad value
@@ -291,6 +298,21 @@ class ChainSpec:
         if self.petersburg_block is not None:
             return number >= self.petersburg_block
         return _reached(self.constantinople_block, number)
+
+
+_UP_TO_LONDON = (
+    "homestead_block",
+    "eip150_block",
+    "eip155_block",
+    "eip158_block",
+    "byzantium_block",
+    "constantinople_block",
+    "petersburg_block",
+    "istanbul_block",
+    "muir_glacier_block",
+    "berlin_block",
+    "london_block",
+)
 
 
 def _reached(fork: int | None, at: int) -> bool:

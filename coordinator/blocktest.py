@@ -80,6 +80,7 @@ class TestResult:
     blocks: int = 0  # imported
     refused: list[str] = field(default_factory=list)  # refused as expected, with the reason
     fallback_blocks: int = 0  # run in process rather than on the workers
+    parallel_txs: int = 0  # transactions of accepted blocks run through the parallel path
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -439,6 +440,7 @@ class FixtureRunner:
             raise Refused(str(err) or type(err).__name__) from err
         txs = [env.decode(tx.encode()) for tx in txs]
         report, parallel, _ = chains.runner.import_block(env, txs)
+        result.parallel_txs += len(txs)
         if report.fallback:
             result.fallback_blocks += 1
         parallel_receipts = [r.encode() for r in parallel.block.receipts]

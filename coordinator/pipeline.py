@@ -37,7 +37,7 @@ from coordinator.learner import Prediction
 from coordinator.planner import BlockPlan, Planner, SenderPlanner
 from storage.committer import Committer
 from storage.keys import StateKey
-from storage.ss import FarReads, StorageView
+from storage.ss import FarReads, StorageView, store_identity
 
 
 class ComputeUnitAPI(Protocol):
@@ -216,6 +216,8 @@ class ChainRunner:
         items = list(genesis)
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="evmpp-data-")
         self.committer = Committer(data_dir or self._tmp.name, **storage)
+        # read once: each block's view carries it to the workers (tells the store elsewhere)
+        self._store_identity = store_identity(self.committer.ss.path)
         if self.committer.mark is None:
             self.committer.load_genesis(items)
         self.oracle = SequentialChain(items) if verify else None
@@ -235,7 +237,9 @@ class ChainRunner:
     def _new_block_view(self) -> None:
         self.snapshot = CachedReader(self.committer.ss)
         number = self.committer.mark.number
-        self.remote = StorageView(self.committer.ss.path, number, self.far_state)
+        self.remote = StorageView(
+            self.committer.ss.path, number, self.far_state, self._store_identity
+        )
 
     def close(self) -> None:
         if self.preloader is not None:

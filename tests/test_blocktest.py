@@ -37,9 +37,24 @@ def rel(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def runner(ray_cluster):
-    cu = ComputeUnit(2, name="cu-blocktest-tests")
+    cu = DispatchCounter(ComputeUnit(2, name="cu-blocktest-tests"))
     yield FixtureRunner(cu, policy=None)
     cu.shutdown()
+
+
+class DispatchCounter:
+    """The CU, counting the blocks dispatched to its workers (and the transactions)."""
+
+    def __init__(self, cu: ComputeUnit) -> None:
+        self.cu, self.blocks, self.txs = cu, 0, 0
+
+    def execute(self, env, state, groups, raw, *args, **kwargs):
+        self.blocks += 1
+        self.txs += len(raw)
+        return self.cu.execute(env, state, groups, raw, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.cu, name)
 
 
 def test_every_fixture_network_has_a_spec():
@@ -57,10 +72,15 @@ def test_every_fixture_network_has_a_spec():
 @pytest.mark.parametrize("folder", FOLDERS, ids=[rel(f) for f in FOLDERS])
 def test_a_sample_of_every_folder_passes_on_the_workers(folder, runner):
     files = sample(folder)
+    cu = runner.cu
     for path in files:
-        for result in runner.run_file(path):
+        for name, test in json.loads(path.read_text()).items():
+            before = cu.txs
+            result = runner.run_test(str(path), name, test)
             assert result.status == "passed", (rel(path), result.name, result.reason)
-            assert result.fallback_blocks == 0  # every block ran on the workers
+            assert result.fallback_blocks == 0
+            # every transaction of an accepted block reached the workers
+            assert cu.txs - before == result.parallel_txs, (rel(path), result.name)
 
 
 def test_invalid_blocks_are_refused_with_their_reason(runner):
