@@ -16,7 +16,7 @@ from chain.dev import (
     dev_genesis,
     format_dev_accounts,
 )
-from chain.env import BlockEnv, next_base_fee
+from chain.env import BlockEnv, SystemTransfer, next_base_fee
 from chain.fork_fit import ForkMismatch, HeaderShape, fork_for_header, fork_name
 from chain.genesis import (
     Genesis,
@@ -58,6 +58,7 @@ __all__ = [
     "GenesisAccount",
     "GenesisError",
     "HeaderShape",
+    "SystemTransfer",
     "chain_spec",
     "dev_accounts",
     "dev_genesis",

@@ -1,9 +1,9 @@
 """The block env: everything besides state that a block's transactions execute against.
 
 Built once per block, before execution, from the fork schedule (``chain.spec``), the block's
-header and its ancestors' hashes; every compute unit and the sequential oracle run the block's
-transactions against the same ``BlockEnv``. ``next_base_fee`` gives the EIP-1559 base fee a
-new block's header must carry.
+header and its ancestors' hashes (and, on the node's own chain, the stake refunds due); every
+compute unit and the sequential oracle run the block's transactions against the same
+``BlockEnv``. ``next_base_fee`` gives the EIP-1559 base fee a new block's header must carry.
 """
 
 from __future__ import annotations
@@ -20,6 +20,19 @@ BLOCKHASH_WINDOW = 256
 
 
 @dataclass(frozen=True)
+class SystemTransfer:
+    """Ether the chain itself moves at the start of a block, outside any transaction.
+
+    The node's own chain uses it to return elastic block space stakes (``ebs/stakes.py``):
+    unlike an EIP-4895 withdrawal, which mints, it moves ether already held by ``sender``.
+    """
+
+    sender: bytes
+    recipient: bytes
+    amount: int  # wei
+
+
+@dataclass(frozen=True)
 class BlockEnv:
     """Everything besides state that a block's transactions execute against."""
 
@@ -29,6 +42,7 @@ class BlockEnv:
     prev_hashes: tuple[bytes, ...] = ()
     uncles: tuple[BlockHeaderAPI, ...] = ()  # their rewards (``compute_unit/system_ops.py``)
     withdrawals: tuple[WithdrawalAPI, ...] = ()  # EIP-4895, applied after the transactions
+    transfers: tuple[SystemTransfer, ...] = ()  # applied before the first transaction
 
     @property
     def intermediate_roots(self) -> bool:

@@ -354,7 +354,10 @@ def cancel(args: argparse.Namespace) -> int:
     if args.wait:
         view = _wait(node, sub_id, tx_hash, "cancelled", args.timeout)
         if not args.json:
-            print(f"subscription {sub_id} cancelled: its CU is released")
+            print(
+                f"subscription {sub_id} cancelled: its CU is released, its stake returned at "
+                "the start of the next block"
+            )
     if args.json:
         print(json.dumps({**accepted, "subscription": view} if view else accepted, indent=2))
     return 0

@@ -6,6 +6,9 @@ Applied before the first transaction:
   account of py-evm's drain list moves its balance to the refund contract;
 - EIP-4788 (Cancun on): the parent beacon block root is stored in the beacon roots contract,
   ``timestamp % 8191 -> timestamp`` and ``+ 8191 -> root``, if the contract is deployed.
+- system transfers (the node's own chain: elastic block space stakes returned,
+  ``ebs/stakes.py``): each moves ``amount`` wei from its sender to its recipient; a sender left
+  empty is deleted (EIP-161), as py-evm's state does for the oracle.
 
 Applied after the last transaction:
 
@@ -152,23 +155,48 @@ def beacon_root_writes(env: BlockEnv, reader: StateReader) -> SystemWrites:
     )
 
 
+class SystemTransferError(ValueError):
+    """A system transfer whose sender does not hold its amount: the block is invalid."""
+
+
+def transfer_writes(env: BlockEnv, reader: StateReader) -> SystemWrites:
+    """The block's system transfers, in order; a sender left empty is deleted."""
+    if not env.transfers:
+        return SystemWrites()
+    writes: dict[StateKey, Any] = {}
+    for transfer in env.transfers:
+        sender = _account(_Layered(reader, SystemWrites(writes)), transfer.sender)
+        if sender.balance < transfer.amount:
+            raise SystemTransferError(
+                f"system transfer of {transfer.amount} wei from 0x{transfer.sender.hex()}, "
+                f"which holds {sender.balance}"
+            )
+        writes[acct_key(transfer.sender)] = sender._replace(
+            balance=sender.balance - transfer.amount
+        )
+        _credit(writes, reader, transfer.recipient, transfer.amount)
+    return _delete_empty(writes, [t.sender for t in env.transfers])
+
+
+def _delete_empty(writes: dict[StateKey, Any], touched: list[bytes]) -> SystemWrites:
+    """``writes`` with the touched accounts they leave empty deleted (EIP-161)."""
+    wiped = set()
+    for address in dict.fromkeys(touched):
+        account = writes[acct_key(address)]
+        if account is not None and account.is_empty:
+            writes[acct_key(address)] = None
+            wiped.add(address)
+    return SystemWrites(writes, wiped)
+
+
 def withdrawal_writes(env: BlockEnv, reader: StateReader) -> SystemWrites:
     """EIP-4895: each withdrawal's gwei credited; touched accounts left empty are deleted."""
     if not env.withdrawals:
         return SystemWrites()
     writes: dict[StateKey, Any] = {}
-    touched: list[bytes] = []
     for withdrawal in env.withdrawals:
-        address = bytes(withdrawal.address)
-        _credit(writes, reader, address, withdrawal.amount * GWEI)
-        if address not in touched:
-            touched.append(address)
-    wiped = set()
-    for address in touched:
-        if writes[acct_key(address)].is_empty:
-            writes[acct_key(address)] = None
-            wiped.add(address)
-    return SystemWrites(writes, wiped)
+        _credit(writes, reader, bytes(withdrawal.address), withdrawal.amount * GWEI)
+    return _delete_empty(writes, [bytes(w.address) for w in env.withdrawals])
 
 
 def reward_writes(env: BlockEnv, reader: StateReader) -> SystemWrites:
@@ -186,7 +214,7 @@ def reward_writes(env: BlockEnv, reader: StateReader) -> SystemWrites:
 
 
 Operation = Callable[[BlockEnv, StateReader], SystemWrites]
-PRE_BLOCK: tuple[Operation, ...] = (dao_fork_writes, beacon_root_writes)
+PRE_BLOCK: tuple[Operation, ...] = (dao_fork_writes, beacon_root_writes, transfer_writes)
 POST_BLOCK: tuple[Operation, ...] = (withdrawal_writes, reward_writes)
 
 

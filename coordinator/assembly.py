@@ -122,8 +122,9 @@ def seal(
         effective_tips=tuple(tips),
         contract_addresses=tuple(created),
         gas_used_per_tx=tuple(per_tx_gas),
+        transfers=env.transfers,
     )
     committed = CommittedBlock(
-        header.block_number, stored.header, stored.transactions, env.prev_hashes
+        header.block_number, stored.header, stored.transactions, env.prev_hashes, env.transfers
     )
     return SealedBlock(header, stored, committed)

@@ -7,8 +7,10 @@ against the block (``coordinator/admission.py``); what it refuses is dropped wit
 The rest runs through the pipeline (``ChainRunner.import_block``: plan, preload, the CU pools,
 Block-STM validation), where a transaction invalid at its position (a nonce or balance the
 block changed) is dropped too, never failing the block. Once the state root is known the
-block is sealed and written to the chain data, then the state is committed: after a crash
-between the two, ``recover`` re-executes the stored block on the state before it.
+block is sealed and written to the chain data (with the stake ledger's changes, when the
+builder keeps a ``Registry``), then the state is committed: after a crash between the two,
+``recover`` re-executes the stored block on the state before it. A block starts with the
+stake refunds the ledger has due (``ebs/stakes.py``), carried in its env and stored with it.
 
 Nothing here runs the block a second time: the verifier replica does, off this path.
 """
@@ -18,12 +20,12 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI
 
-from chain import BlockEnv, Genesis, genesis_header
+from chain import BlockEnv, Genesis, SystemTransfer, genesis_header
 from compute_unit.blockstm import ValidatedBlock
 from compute_unit.executor import TxOutcome
 from compute_unit.state import StateReader
@@ -34,6 +36,7 @@ from coordinator.pipeline import BlockReport, ChainRunner
 from coordinator.spaces import SpacesExecutor
 from coordinator.txpool import TxPool
 from coordinator.verifier import CommittedBlock, decode_header
+from ebs.stakes import Settlement
 from storage.chaindata import ChainData, DroppedTx, StoredBlock
 from storage.ss import StorageError
 
@@ -49,6 +52,20 @@ class CommitInterrupted(RuntimeError):
             "dir: it recovers from what was stored"
         )
         self.number = number
+
+
+class Registry(Protocol):
+    """The stake ledger as block building needs it (``SubscriptionBook`` is one)."""
+
+    def due(self) -> tuple[SystemTransfer, ...]: ...
+    def settle(
+        self,
+        number: int,
+        txs: Sequence[SignedTransactionAPI],
+        outcomes: Sequence[TxOutcome],
+        state_before: StateReader,
+    ) -> Settlement: ...
+    def commit(self, settlement: Settlement) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,7 @@ class BuiltBlock:
     sealed: SealedBlock
     state_before: StateReader
     phases_ms: dict[str, float]  # where the block's time went, in order
+    settlement: Settlement | None = None  # what its registry transactions did
 
 
 class _Phases:
@@ -100,8 +118,10 @@ class BlockBuilder:
         clock: Callable[[], float] = time.time,
         allow_unprotected: bool = False,
         lock: FairRLock | None = None,
+        registry: Registry | None = None,
     ) -> None:
-        """``lock``: held while the pool is read and reset (intake adds to it meanwhile)."""
+        """``lock``: held while the pool is read and reset (intake adds to it meanwhile);
+        ``registry``: the stake ledger (None: a chain without elastic block space)."""
         self.genesis = genesis
         self.lock = lock or FairRLock()
         self.chain_id = genesis.spec.chain_id
@@ -112,6 +132,7 @@ class BlockBuilder:
         self.coinbase = coinbase
         self.clock = clock
         self.allow_unprotected = allow_unprotected
+        self.registry = registry
         self.ancestors: deque[bytes] = deque(maxlen=MAX_ANCESTORS)  # newest first
         self.head: BlockHeaderAPI
         self.recovery = self._recover()
@@ -150,6 +171,7 @@ class BlockBuilder:
             header,
             self.chain_id,
             tuple(self.ancestors)[1:],
+            transfers=block.transfers,
         )
         txs = [env.decode(raw) for raw in block.transactions]
         self.executor.assignment = {name: [] for name in self.executor.pools}
@@ -170,7 +192,9 @@ class BlockBuilder:
         hashes: deque[bytes] = deque([self.data.hash_of(0)], maxlen=MAX_ANCESTORS)
         for number in range(1, last + 1):
             block = self.data.block(number)
-            yield CommittedBlock(number, block.header, block.transactions, tuple(hashes))
+            yield CommittedBlock(
+                number, block.header, block.transactions, tuple(hashes), block.transfers
+            )
             hashes.appendleft(block.hash)
 
     def vm_at(self, number: int, timestamp: int) -> Any:
@@ -178,10 +202,10 @@ class BlockBuilder:
 
     # -- blocks -----------------------------------------------------------------------------
     def next_env(self, gas_limit: int | None = None) -> BlockEnv:
-        """The env of the block after the head (now's timestamp)."""
+        """The env of the block after the head (now's timestamp), with the stake refunds due."""
         timestamp = int(self.clock())
         number = self.head.block_number + 1
-        return next_env(
+        env = next_env(
             self.vm_at(number, max(timestamp, self.head.timestamp + 1)),
             self.head,
             self.chain_id,
@@ -190,6 +214,10 @@ class BlockBuilder:
             gas_limit or self.head.gas_limit,
             self.coinbase,
         )
+        if self.registry is None:
+            return env
+        with self.lock:  # the ledger changes as a block is stored
+            return replace(env, transfers=self.registry.due())
 
     def build(self, spaces: Sequence[Space]) -> BuiltBlock:
         clock = _Phases()
@@ -218,13 +246,21 @@ class BlockBuilder:
         }
         self.executor.assignment = assignment
         stored: list[SealedBlock] = []
+        settled: list[Settlement] = []
 
         def store(env: BlockEnv, block: ValidatedBlock, prior: Any, root: bytes) -> None:
             clock.lap("execute")  # plan, preload, run, validate, merkelize
             kept = [accepted[i] for i in block.included]
             sealed = seal(env, kept, block.receipts, root)
+            records = None
+            if self.registry is not None:
+                settled.append(self.registry.settle(number, kept, block.outcomes, state_before))
+                records = settled[0].records()
             clock.lap("seal")
-            self.data.write_block(sealed.stored, prior or {}, block.wiped)
+            self.data.write_block(sealed.stored, prior or {}, block.wiped, records)
+            if settled:
+                with self.lock:
+                    self.registry.commit(settled[0])
             stored.append(sealed)
             clock.lap("store")
 
@@ -268,6 +304,7 @@ class BlockBuilder:
             sealed=sealed,
             state_before=state_before,
             phases_ms=clock.laps,
+            settlement=settled[0] if settled else None,
         )
 
     def record_evicted(self, recorded: set[bytes] | frozenset[bytes] = frozenset()) -> None:

@@ -40,6 +40,7 @@ from coordinator.spaces import SpacesExecutor
 from coordinator.subscriptions import SubscriptionBook
 from coordinator.txpool import PoolConfig, TxPool
 from coordinator.verifier import Verdict, VerifierAPI
+from ebs.stakes import StakeLedger
 from storage.chaindata import ChainData
 from storage.keys import acct_key, genesis_state
 from storage.ss import FarReads
@@ -116,14 +117,6 @@ class BlockProducer:
                 self.supply.wait_for(settings.startup_timeout) for _ in range(settings.basic_cus)
             ]
             self.pools: dict[str, CuPool] = {PBS: CuPool(PBS, basic, self._failure)}
-            self.book = SubscriptionBook(
-                self.pools,
-                self.supply,
-                self.events,
-                settings.ebs_slots,
-                self.pbs_gas_limit,
-                self._failure,
-            )
             self.scaler = Scaler(
                 self.pools[PBS],
                 self.supply,
@@ -146,6 +139,15 @@ class BlockProducer:
                 far_state=far_state,
             )
             self.data = ChainData(self.chain.committer.data_dir / "chain", settings.history_blocks)
+            self.book = SubscriptionBook(
+                self.pools,
+                self.supply,
+                self.events,
+                settings.ebs_slots,
+                self.pbs_gas_limit,
+                self._failure,
+                StakeLedger.load(self.data.registry_records()),
+            )
             self.pool = TxPool(settings.pool, _LatestState(self.chain))
             self.builder = BlockBuilder(
                 genesis,
@@ -157,8 +159,10 @@ class BlockProducer:
                 clock,
                 settings.allow_unprotected,
                 self.lock,
+                self.book,
             )
             self.events.add(self.number, "start", f"chain: {self.builder.recovery}")
+            self.book.resume(self.number)
             self.intake = Intake(
                 self.pool,
                 self.book,
@@ -238,7 +242,8 @@ class BlockProducer:
             try:
                 for dropped in built.dropped:
                     self.book.forget(dropped.hash)
-                self.book.apply(number, built.txs, built.outcomes, built.state_before)
+                if built.settlement is not None:
+                    self.book.apply(built.settlement)
                 self.book.adapt(number, built.gas_by_space, built.times)
                 self.scaler.after_block(number, built.times.get(PBS, 0.0))
             except Exception as err:  # the block stands; what follows it is retried next block

@@ -2,11 +2,14 @@
 
 A subscription or cancellation is a signed transaction to the registry address
 (``ebs/subscription.py``). At submit, ``check`` refuses what cannot take effect (a duplicate
-contract, a cancel of an unknown subscription or by someone else). After each block,
-``apply`` gives the registry transactions the block kept their effect: a subscription waits
-for a CU, and the waiting ones are seated highest stake first (``ebs/space.py`` auction) each
-on a new CU pool of its own, active from the next block; a cancellation releases its CU.
-Each active space adapts its parallelism and gas limit after every block.
+contract, a cancel of an unknown subscription or by someone else). While a block is stored,
+``settle`` works out what its registry transactions did to the stake ledger
+(``ebs/stakes.py``, stored with the block; a cancelled stake is returned at the start of the
+next block). After the block, ``apply`` gives them their effect: a subscription waits for a
+CU, and the waiting ones are seated highest stake first (``ebs/space.py`` auction) each on a
+new CU pool of its own, active from the next block; a cancellation releases its CU. Each
+active space adapts its parallelism and gas limit after every block. After a restart the
+ledger's held stakes are the subscriptions, seated again.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ from typing import Any
 
 from eth.abc import SignedTransactionAPI
 
+from chain import SystemTransfer
 from compute_unit.pool import CuPool
 from coordinator.cu_supply import CuSupply
 from coordinator.events import EventLog
 from coordinator.node_api import NodeError, SubscriptionState
 from ebs.space import Bid, ElasticSpace, auction
+from ebs.stakes import Settlement, StakeLedger
 from ebs.subscription import (
     Cancel,
     Subscribe,
     SubscriptionError,
-    is_registry_call,
     parse,
     subscription_id,
 )
@@ -58,7 +62,9 @@ class SubscriptionBook:
         slots: int,
         pbs_gas_limit: int,
         on_failure: Callable[[str], None],
+        ledger: StakeLedger | None = None,
     ) -> None:
+        """``ledger``: the stakes as of the head (its held stakes are subscriptions)."""
         self.pools = pools
         self.supply = supply
         self.events = events
@@ -67,6 +73,23 @@ class SubscriptionBook:
         self.on_failure = on_failure
         self.records: dict[str, SubscriptionRecord] = {}
         self.requested: dict[str, Subscribe] = {}  # submitted, not in a block yet
+        self.ledger = ledger or StakeLedger()
+        for sub_id, entry in sorted(self.ledger.held().items(), key=lambda i: i[1].requested):
+            self.records[sub_id] = SubscriptionRecord(
+                sub_id,
+                entry.owner,
+                entry.contracts,
+                entry.amount,
+                "waiting",
+                entry.requested,
+                len(self.records),
+            )
+
+    def resume(self, number: int) -> None:
+        """Seat the subscriptions a restart found (the head is block ``number``)."""
+        if self.records:
+            self.events.add(number, "subscription", f"{len(self.records)} resumed from the ledger")
+            self._seat_waiting(number)
 
     def active(self) -> list[SubscriptionRecord]:
         return [s for s in self.records.values() if s.status == "active"]
@@ -102,27 +125,43 @@ class SubscriptionBook:
                 )
         self.requested[request.id] = request
 
-    # -- after a block ----------------------------------------------------------------------
-    def apply(
+    # -- while a block is stored -----------------------------------------------------------
+    def settle(
         self,
         number: int,
         txs: Sequence[SignedTransactionAPI],
         outcomes: Sequence[Any],
         state_before: Any,
-    ) -> None:
-        for tx, outcome in zip(txs, outcomes, strict=True):
-            if not is_registry_call(tx) or not outcome.success:
-                continue
-            try:
-                request = parse(tx, state_before)
-            except SubscriptionError as err:
-                self.requested.pop(subscription_id(tx.hash), None)
-                self.events.add(number, "subscription", f"refused 0x{tx.hash.hex()}: {err}")
-                continue
-            if isinstance(request, Subscribe):
-                self._subscribe(number, request)
-            else:
-                self._cancel(number, request)
+    ) -> Settlement:
+        """The ledger's changes by the block's kept transactions (their outcomes, the state
+        before the block); the ledger takes them once the block is stored (``commit``)."""
+        return self.ledger.settle(number, txs, [o.success for o in outcomes], state_before)
+
+    def commit(self, settlement: Settlement) -> None:
+        self.ledger.commit(settlement)
+
+    def due(self) -> tuple[SystemTransfer, ...]:
+        """The stake refunds the next block starts with."""
+        return self.ledger.due()
+
+    # -- after a block ----------------------------------------------------------------------
+    def apply(self, settlement: Settlement) -> None:
+        """The block's registry transactions take effect (its settlement is committed)."""
+        number = settlement.number
+        for tx_hash, reason in settlement.refused:
+            self.requested.pop(subscription_id(tx_hash), None)
+            self.events.add(number, "subscription", f"refused 0x{tx_hash.hex()}: {reason}")
+        for request in settlement.subscribed:
+            self._subscribe(number, request)
+        for request in settlement.cancelled:
+            self._cancel(number, request)
+        for transfer in self.ledger.due():
+            self.events.add(
+                number,
+                "stake",
+                f"{transfer.amount} wei returned to 0x{transfer.recipient.hex()} "
+                f"at the start of block {number + 1}",
+            )
         self._seat_waiting(number)
 
     def forget(self, tx_hash: bytes) -> None:
@@ -146,8 +185,7 @@ class SubscriptionBook:
 
     def _cancel(self, number: int, request: Cancel) -> None:
         record = self.records.get(request.id)
-        if record is None or record.subscriber != request.subscriber:
-            self.events.add(number, "subscription", f"cancel of {request.id} refused")
+        if record is None:  # the ledger held a stake the book never seated: nothing to release
             return
         if record.cu is not None:
             pool = self.pools.pop(record.cu)

@@ -4,7 +4,9 @@ A block's life on a node ends at commit; the verifier sees it after that, off th
 path. It keeps a state of its own (py-evm's trie, from the same genesis), decodes the block as
 the chain stored it (header RLP, transaction encodings, the ancestor hashes BLOCKHASH saw),
 runs it on plain sequential py-evm, and compares the header's state root, receipts root, gas
-used, logs bloom and transactions root with what it computed. A difference is a bug in the
+used, logs bloom and transactions root with what it computed. It keeps its own stake ledger
+(``ebs/stakes.py``) from the blocks it replays, so the stake refunds a block starts with are
+the ones it worked out, compared with the ones the block carries. A difference is a bug in the
 parallel path; the producer halts on it (``coordinator/producer.py``).
 
 ``Verifier`` is the logic; ``VerifierAPI`` is what the producer needs of a running verifier:
@@ -26,8 +28,10 @@ from eth.abc import BlockHeaderAPI, VirtualMachineAPI
 from eth.db.trie import make_trie_root_and_nodes
 from eth.vm.forks.prague.blocks import PragueBackwardsHeader
 
+from chain import SystemTransfer
 from compute_unit.executor import BlockEnv
 from compute_unit.sequential import SequentialChain
+from ebs.stakes import StakeLedger
 from storage.keys import StateKey
 
 
@@ -39,6 +43,7 @@ class CommittedBlock:
     header: bytes  # RLP
     transactions: tuple[bytes, ...]  # block-body encodings
     prev_hashes: tuple[bytes, ...]  # newest first, at most 256
+    transfers: tuple[SystemTransfer, ...] = ()  # the system transfers it starts with
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,16 @@ class Verdict:
 def decode_header(data: bytes) -> BlockHeaderAPI:
     """A header of any fork from its RLP (the field count says which)."""
     return rlp.decode(data, sedes=PragueBackwardsHeader)
+
+
+def succeeded(receipt: Any) -> bool:
+    """A receipt's status (EIP-658); before Byzantium its state root, counted as success."""
+    return receipt.state_root != b""
+
+
+def _show(transfers: Sequence[SystemTransfer]) -> str:
+    shown = [f"{t.amount} to 0x{t.recipient.hex()}" for t in transfers]
+    return "[" + ", ".join(shown) + "]"
 
 
 def bloom_of(receipts: Sequence[Any]) -> int:
@@ -75,6 +90,7 @@ class Verifier:
         self.chain_id = chain_id
         self.vm_at = vm_at
         self.verified = 0  # the last block checked
+        self.ledger = StakeLedger()
 
     def check(self, block: CommittedBlock) -> Verdict:
         """``verify``, with a block it cannot even replay a mismatch too (never raises)."""
@@ -89,10 +105,18 @@ class Verifier:
             return Verdict(block.number, False, f"out of order: expected block {self.verified + 1}")
         header = decode_header(block.header)
         vm_class = self.vm_at(header.block_number, header.timestamp)
-        env = BlockEnv(vm_class, header, self.chain_id, block.prev_hashes)
+        due = self.ledger.due()
+        env = BlockEnv(vm_class, header, self.chain_id, block.prev_hashes, transfers=due)
         txs = [env.decode(raw) for raw in block.transactions]
+        accounts = self.chain.accounts()  # before the block, for its registry transactions
         result = self.chain.execute(env, txs)
+        success = [succeeded(receipt) for receipt in result.receipts]
+        self.ledger.commit(self.ledger.settle(block.number, txs, success, accounts))
         differences = []
+        if tuple(block.transfers) != due:
+            differences.append(
+                f"system transfers {_show(block.transfers)} != the ledger's {_show(due)}"
+            )
         if result.state_root != header.state_root:
             differences.append(
                 f"state root 0x{result.state_root.hex()} != header 0x{header.state_root.hex()}"

@@ -10,7 +10,8 @@ keys (so they sort):
 
 - ``headers``: number -> [hash, header RLP, bloom, gas used, base fee?, timestamp];
 - ``bodies``: number -> [transactions, senders, tx hashes, effective tips, contract
-  addresses, gas used per tx];
+  addresses, gas used per tx, system transfers?] (the system transfers made at the block's
+  start, ``[[sender, recipient, amount], ...]``; a body of six parts has none);
 - ``receipts``: number -> [receipt, ...];
 - ``logs``: number -> [[address, topics, data, tx index, log index, tx hash], ...];
 - ``hashes``: block hash -> number;
@@ -19,6 +20,8 @@ keys (so they sort):
 - ``history``: number -> the block's history record: every state key it wrote with its value
   *before* the block, and the addresses whose storage it wiped (the last ``history_blocks``
   blocks are kept);
+- ``registry``: the elastic block space ledger's records as of the head (opaque to this
+  store: ``ebs/stakes.py`` encodes them), written in the block's batch;
 - ``meta``: layout version, head, oldest history record kept.
 
 Every value is RLP framed with a CRC32 of its payload (``4-byte CRC ‖ payload``): a record
@@ -44,6 +47,7 @@ from rlp.codec import encode_raw
 from rlp.exceptions import DecodingError
 from rocksdict import WriteBatch, WriteOptions
 
+from chain import SystemTransfer
 from storage import open_stores
 from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey, describe, int_bytes
 from storage.ss import StorageError, close_rocksdb, open_rocksdb
@@ -58,6 +62,7 @@ COLUMN_FAMILIES = (
     "txindex",
     "dropped",
     "history",
+    "registry",
     "meta",
 )
 BLOCK_FAMILIES = ("headers", "bodies", "receipts", "logs")
@@ -113,6 +118,7 @@ class StoredBlock:
     effective_tips: tuple[int, ...]
     contract_addresses: tuple[bytes | None, ...]
     gas_used_per_tx: tuple[int, ...]
+    transfers: tuple[SystemTransfer, ...] = ()  # made before its first transaction
 
 
 @dataclass(frozen=True)
@@ -209,8 +215,16 @@ def _encode_body(block: StoredBlock) -> bytes:
             [int_bytes(tip) for tip in block.effective_tips],
             [b"" if address is None else address for address in block.contract_addresses],
             [int_bytes(gas) for gas in block.gas_used_per_tx],
+            *_encode_transfers(block.transfers),
         ]
     )
+
+
+def _encode_transfers(transfers: tuple[SystemTransfer, ...]) -> list[list[list[bytes]]]:
+    """The body's optional seventh part (absent when there are none: the older layout)."""
+    if not transfers:
+        return []
+    return [[[t.sender, t.recipient, int_bytes(t.amount)] for t in transfers]]
 
 
 def _encode_logs(logs: Iterable[StoredLog]) -> bytes:
@@ -440,7 +454,11 @@ class ChainData:
 
     # -- writes -----------------------------------------------------------------------------
     def write_block(
-        self, block: StoredBlock, prior_state: Mapping[StateKey, Any], wiped: Iterable[bytes]
+        self,
+        block: StoredBlock,
+        prior_state: Mapping[StateKey, Any],
+        wiped: Iterable[bytes],
+        registry: Mapping[bytes, bytes | None] | None = None,
     ) -> None:
         """Store block ``head() + 1`` (0 first) in one atomic, synced batch: the block, its
         hash and transaction index, its logs, the new head, and its history record.
@@ -449,6 +467,7 @@ class ChainData:
         (``AccountFields`` | code bytes | slot int; None: absent); ``wiped`` the addresses whose
         storage the block wiped. The history record falling out of the window is deleted in
         the same batch. A transaction included here loses its dropped record, if any.
+        ``registry``: the block's changes to the registry records (None deletes one).
         """
         expected = 0 if self._head is None else self._head + 1
         if block.number != expected:
@@ -469,6 +488,11 @@ class ChainData:
             batch.put(tx_hash, seal(key + index.to_bytes(4, "big")), h["txindex"])
             batch.delete(tx_hash, h["dropped"])
         batch.put(key, seal(encode_history(prior_state, wiped)), h["history"])
+        for record_key, record in (registry or {}).items():
+            if record is None:
+                batch.delete(record_key, h["registry"])
+            else:
+                batch.put(record_key, seal(record), h["registry"])
         floor = max(self._floor, block.number - self.history_blocks + 1)
         if floor == self._floor + 1:  # the usual case: one record falls out of the window
             batch.delete(_num(self._floor), h["history"])
@@ -496,6 +520,14 @@ class ChainData:
             self._db.write(batch, write_opt=self._sync)
 
     # -- reads ------------------------------------------------------------------------------
+    def registry_records(self) -> dict[bytes, bytes]:
+        """Every registry record as of the head, checksums verified, by key."""
+        family = self._cf["registry"]
+        return {
+            bytes(key): self._payload("registry", bytes(key), bytes(value))
+            for key, value in family.items()
+        }
+
     def head(self) -> int | None:
         """The last block stored, None before genesis."""
         return self._head
@@ -553,7 +585,7 @@ class ChainData:
             parts[family] = self._read(family, key, decode)
             if parts[family] is None:
                 raise StorageError(f"{self._where(family, key)}: missing (the header is stored)")
-        txs, senders, tx_hashes, tips, contracts, gas_per_tx = parts["bodies"]
+        txs, senders, tx_hashes, tips, contracts, gas_per_tx, transfers = parts["bodies"]
         return StoredBlock(
             number=number,
             hash=block_hash,
@@ -570,6 +602,7 @@ class ChainData:
             effective_tips=tips,
             contract_addresses=contracts,
             gas_used_per_tx=gas_per_tx,
+            transfers=transfers,
         )
 
     def logs(
@@ -696,7 +729,17 @@ def _decode_header(payload: bytes) -> tuple[bytes, bytes, bytes, int, int | None
 
 def _decode_body(payload: bytes) -> tuple[tuple[Any, ...], ...]:
     parts = _list(rlp.decode(payload))
-    txs, senders, tx_hashes, tips, contracts, gas_per_tx = (_list(part) for part in parts)
+    if len(parts) not in (6, 7):
+        raise ValueError(f"a body has 6 or 7 parts, not {len(parts)}")
+    txs, senders, tx_hashes, tips, contracts, gas_per_tx = (_list(part) for part in parts[:6])
+    transfers = (
+        tuple(
+            SystemTransfer(_bytes(sender, 20), _bytes(recipient, 20), _int(amount))
+            for sender, recipient, amount in (_triple(item) for item in _list(parts[6]))
+        )
+        if len(parts) == 7
+        else ()
+    )
     count = len(txs)
     if not all(len(part) == count for part in (senders, tx_hashes, tips, contracts, gas_per_tx)):
         raise ValueError("parts of the body are not one entry per transaction")
@@ -707,7 +750,15 @@ def _decode_body(payload: bytes) -> tuple[tuple[Any, ...], ...]:
         tuple(_int(tip) for tip in tips),
         tuple(None if _bytes(address) == b"" else _bytes(address, 20) for address in contracts),
         tuple(_int(gas) for gas in gas_per_tx),
+        transfers,
     )
+
+
+def _triple(item: Any) -> list[Any]:
+    parts = _list(item)
+    if len(parts) != 3:
+        raise ValueError("a system transfer is [sender, recipient, amount]")
+    return parts
 
 
 def _decode_receipts(payload: bytes) -> tuple[bytes, ...]:
