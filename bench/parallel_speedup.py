@@ -29,15 +29,18 @@ CASES = {
 RESULTS = Path(__file__).parent / "results" / "parallel_speedup.json"
 
 
-def run_case(executor, genesis, mix: str, skew: float, txs: int, runs: int, seed: int) -> dict:
+def run_case(
+    executor, genesis, mix: str, skew: float, txs: int, runs: int, seed: int, stm=None
+) -> dict:
     block = BlockGenerator(genesis, Mix.parse(mix), skew, seed).block(txs)
     env = block_env(1, gas_limit=sum(tx.gas for tx in block))
     items = list(genesis.state.items())
-    seq_s, par_s, one_s, reexec, matches = [], [], [], [], []
+    seq_s, par_s, one_s, stm_s, reexec, stm_reexec, matches = [], [], [], [], [], [], []
+    serial, stm_serial = [], []
     whole = [list(range(len(block)))]
 
-    def fresh_run(groups=None):
-        chain = ChainRunner(items, executor)
+    def fresh_run(groups=None, runner=executor):
+        chain = ChainRunner(items, runner)
         try:
             return chain.import_block(env, block, groups=groups)
         finally:
@@ -47,10 +50,17 @@ def run_case(executor, genesis, mix: str, skew: float, txs: int, runs: int, seed
     for _ in range(runs):
         report, parallel, sequential = fresh_run()
         one_group, _, _ = fresh_run(whole)
+        if stm is not None:
+            stm_report, stm_parallel, _ = fresh_run(runner=stm)
+            stm_s.append(stm_parallel.elapsed_s)
+            stm_reexec.append(stm_report.reexecutions)
+            stm_serial.append(stm_report.serial_share)
+            matches.append(stm_report.matches and stm_report.serial_reexecutions == 0)
         seq_s.append(sequential.elapsed_s)
         par_s.append(parallel.elapsed_s)
         one_s.append(one_group.parallel_ms / 1000)
         reexec.append(report.reexecutions)
+        serial.append(report.serial_share)
         matches.append(report.matches and one_group.matches)
     seq_ms, par_ms = statistics.median(seq_s) * 1000, statistics.median(par_s) * 1000
     ratios = [s / p for s, p in zip(seq_s, par_s, strict=True)]
@@ -69,6 +79,18 @@ def run_case(executor, genesis, mix: str, skew: float, txs: int, runs: int, seed
         "reexecutions": statistics.median(reexec),
         "reexecutions_per_tx": round(statistics.median(reexec) / len(block), 3),
         "roots_match": all(matches),
+        "serial_share": round(statistics.median(serial), 3),
+        # Block-STM on the same workers (``--stm``): validation and re-execution there
+        **(
+            {
+                "stm_ms": round(statistics.median(stm_s) * 1000, 1),
+                "stm_vs_one_worker": round(statistics.median(one_s) / statistics.median(stm_s), 3),
+                "stm_reexecutions_per_tx": round(statistics.median(stm_reexec) / len(block), 3),
+                "stm_serial_share": round(statistics.median(stm_serial), 3),
+            }
+            if stm_s
+            else {}
+        ),
     }
 
 
@@ -80,18 +102,24 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--stm", action="store_true", help="time Block-STM side by side too")
     args = parser.parse_args()
 
     genesis = build_genesis(args.accounts, seed=args.seed)
     start_ray(num_cpus=args.workers)
     cu = ComputeUnit(args.workers, name="cu-bench")
     executor = ParallelExecutor(cu)
+    stm = ParallelExecutor(cu, policy=None, stm=True) if args.stm else None
     result = {
-        name: run_case(executor, genesis, mix, skew, args.txs, args.runs, args.seed)
+        name: run_case(executor, genesis, mix, skew, args.txs, args.runs, args.seed, stm)
         for name, (mix, skew) in CASES.items()
     }
     cu.shutdown()
     result["roots_match"] = all(case["roots_match"] for case in result.values())
+    shares = [
+        c[k] for c in result.values() if isinstance(c, dict) for k in c if "serial_share" in k
+    ]
+    result["summary"] = {"serial_share_max": max(shares)}
     result["config"] = {"workers": args.workers, "runs": args.runs, "accounts": args.accounts}
 
     print(
@@ -105,6 +133,13 @@ def main() -> None:
             f"{c['speedup']:>7.2f}x {c['one_worker_ms']:>11.1f} "
             f"{c['parallel_vs_one_worker']:>11.2f}x {c['reexecutions_per_tx']:>10.3f}"
         )
+    if args.stm:
+        for name in CASES:
+            c = result[name]
+            print(
+                f"{name:<16} Block-STM {c['stm_ms']:>9.1f} ms, {c['stm_vs_one_worker']:.2f}x "
+                f"one worker, {c['stm_reexecutions_per_tx']:.3f} re-executions/tx"
+            )
     print(f"roots match: {result['roots_match']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -21,3 +21,23 @@ def assign_groups(groups: Sequence[Group], n_workers: int) -> list[list[Group]]:
         shares[target].append(group)
         loads[target] += len(group)
     return shares
+
+
+def lanes_of(groups: Sequence[Group], n_workers: int, count: int) -> list[int]:
+    """Each of ``count`` positions' worker, as ``assign_groups`` deals their groups (Block-STM
+    lanes: a worker takes its own lane's ready transactions first)."""
+    lanes = [0] * count
+    for slot, share in enumerate(assign_groups(groups, n_workers)):
+        for group in share:
+            for index in group:
+                lanes[index] = slot
+    return lanes
+
+
+def predecessors(groups: Sequence[Group], count: int) -> list[int | None]:
+    """Each position's predecessor in its group (None: first in its group, or in none)."""
+    before: list[int | None] = [None] * count
+    for group in groups:
+        for earlier, later in zip(group, group[1:], strict=False):
+            before[later] = earlier
+    return before

@@ -1,7 +1,9 @@
 """Ray shells of a Compute Unit: a placement group of N one-core ``ExecutionWorker`` actors.
 
 The CU hands each worker whole groups (one round trip per worker per block, never per
-transaction) and collects ``TxOutcome``s. A worker that dies mid-block is replaced by a fresh
+transaction) and collects ``TxOutcome``s; or, with Block-STM (``execute_stm``), each worker
+keeps a replica of the block's multi-version store and runs batches the scheduler hands out
+(``compute_unit/stm.py``). A worker that dies mid-block is replaced by a fresh
 actor in the same bundle and its groups are run again, so a block always completes.
 """
 
@@ -17,7 +19,10 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, decode_known, run_group
 from compute_unit.groups import Group, assign_groups
+from compute_unit.replica import Replica
+from compute_unit.scheduler import ExecTask, LogEntry, TaskResult
 from compute_unit.state import StateReader, WriteLayer
+from compute_unit.stm import StmRun, WorkerLost, run_block_stm
 
 
 @ray.remote(num_cpus=1, max_restarts=0)
@@ -38,6 +43,28 @@ class ExecutionWorker:
             txs = [(index, decode_known(env, raw, sender)) for index, raw, sender in group]
             outcomes.extend(run_group(env, WriteLayer(snapshot), txs))
         return outcomes
+
+    # -- Block-STM (``compute_unit/stm.py``): a replica per block, batches of tasks ----------
+    def stm_begin(
+        self,
+        env: BlockEnv,
+        base: StateReader,
+        raw_txs: Sequence[bytes],
+        senders: Sequence[bytes] | None,
+        crash: CrashPlan | None = None,
+    ) -> None:
+        self.replica = Replica(env, base, raw_txs, senders)
+        self.crash = crash
+
+    def stm_run(self, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> list[TaskResult]:
+        crash = getattr(self, "crash", None)
+        if crash is not None and any(task.index == crash.index for task in tasks):
+            os._exit(1)
+        self.replica.catch_up(log)
+        return self.replica.run(tasks)
+
+    def stm_end(self) -> None:
+        self.replica = None
 
     def pid(self) -> int:
         return os.getpid()
@@ -135,7 +162,55 @@ class ComputeUnit:
             outcomes.update((outcome.index, outcome) for outcome in results)
         return outcomes
 
+    def execute_stm(
+        self,
+        env: BlockEnv,
+        snapshot: StateReader,
+        raw_txs: Sequence[bytes],
+        senders: Sequence[bytes] | None = None,
+        groups: Sequence[Group] | None = None,
+        crash: CrashPlan | None = None,
+    ) -> StmRun:
+        """The block by Block-STM on this CU's workers (``compute_unit/stm.py``)."""
+        return run_block_stm(env, snapshot, raw_txs, RayStmWorkers(self), senders, groups, crash)
+
     def shutdown(self) -> None:
         for worker in self.workers:
             ray.kill(worker)
         remove_placement_group(self._pg)
+
+
+class RayStmWorkers:
+    """``StmWorkers`` on a CU's actors: the block and its state view go to the object store
+    once; each batch is one actor call; a dead actor is replaced in its bundle (its new
+    replica starts empty, so the loop resends the whole log) and reported as ``WorkerLost``."""
+
+    def __init__(self, cu: ComputeUnit) -> None:
+        self.cu = cu
+        self.size = cu.size
+        self._begin: tuple | None = None
+        self._pending: dict[ray.ObjectRef, int] = {}
+
+    def begin(self, env, base, raw_txs, senders, crash) -> None:
+        self._begin = (env, ray.put(base), ray.put(list(raw_txs)), senders and list(senders))
+        for worker in self.cu.workers:  # calls to one actor run in order: no wait needed
+            worker.stm_begin.remote(*self._begin, crash)
+
+    def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None:
+        self._pending[self.cu.workers[slot].stm_run.remote(list(log), list(tasks))] = slot
+
+    def wait(self) -> tuple[int, list[TaskResult]]:
+        done, _ = ray.wait(list(self._pending), num_returns=1)
+        slot = self._pending.pop(done[0])
+        try:
+            return slot, ray.get(done[0])
+        except RayActorError as err:
+            self.cu.restarts += 1
+            self.cu.workers[slot] = self.cu._spawn(slot)
+            self.cu.workers[slot].stm_begin.remote(*self._begin, None)
+            raise WorkerLost(slot) from err
+
+    def end(self) -> None:
+        self._pending.clear()
+        for worker in self.cu.workers:
+            worker.stm_end.remote()

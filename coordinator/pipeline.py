@@ -31,6 +31,7 @@ from compute_unit.preload import (
 )
 from compute_unit.sequential import SequentialChain, SequentialResult
 from compute_unit.state import CachedReader, StateReader, WriteLayer
+from compute_unit.stm import StmRun
 from coordinator.admission import Rejection, admit
 from coordinator.grouping import FallbackPolicy, Group, sequential_reason
 from coordinator.learner import Prediction
@@ -68,6 +69,8 @@ class ParallelResult:
     fallback: str | None = None  # why the block ran sequentially in process, if it did
     state_root: bytes = b""  # after commit
     prior: dict[StateKey, Any] | None = None  # pre-block values of written keys (history)
+    stm: StmRun | None = None  # the Block-STM run on the workers, if it ran so
+    on_workers_s: float = 0.0  # of elapsed_s, the time work was on the workers
 
 
 class ParallelExecutor:
@@ -83,10 +86,14 @@ class ParallelExecutor:
         planner: Planner | None = None,
         policy: FallbackPolicy | None = DEFAULT_FALLBACK,
         drop_invalid: bool = False,
+        stm: bool = False,
     ) -> None:
         """``drop_invalid``: blocks are being built, so a transaction invalid at its
-        position is left out instead of failing the block (``validate_block``)."""
+        position is left out instead of failing the block (``validate_block``); ``stm``:
+        run blocks by Block-STM on the CU's workers (``compute_unit/stm.py``: validation and
+        re-execution there, the plan's groups only lanes), where the CU can."""
         self.cu = cu
+        self.stm = stm
         self.planner = planner or SenderPlanner()
         self.policy = policy
         self.drop_invalid = drop_invalid
@@ -120,6 +127,8 @@ class ParallelExecutor:
         the plan (tests); ``plan`` is the planner's, if made already."""
         started = time.perf_counter()
         fallback = None
+        stm_run: StmRun | None = None
+        on_workers = 0.0  # seconds with work on the CU's workers
         if groups is None:
             plan = plan or self.plan(env, txs)
             groups = plan.groups
@@ -132,9 +141,23 @@ class ParallelExecutor:
         else:
             raw = [tx.encode() for tx in txs]
             senders = known_senders(txs)
-            outcomes = self.cu.execute(env, remote or snapshot, groups, raw, crash, senders)
+            execute_stm = getattr(self.cu, "execute_stm", None) if self.stm else None
+            if execute_stm is not None:
+                stm_run = execute_stm(env, remote or snapshot, raw, senders, groups, crash)
+            if stm_run is not None:
+                outcomes = stm_run.outcomes
+                on_workers = stm_run.wall_s - stm_run.idle_s
+            else:
+                dispatched = time.perf_counter()
+                outcomes = self.cu.execute(env, remote or snapshot, groups, raw, crash, senders)
+                on_workers = time.perf_counter() - dispatched
+        # after Block-STM the outcomes are final: this pass re-executes nothing (a check that
+        # costs comparisons) and assembles the write set and receipts
         block = validate_block(env, snapshot, txs, outcomes, self.drop_invalid)
-        return ParallelResult(block, groups, time.perf_counter() - started, fallback)
+        elapsed = time.perf_counter() - started
+        return ParallelResult(
+            block, groups, elapsed, fallback, stm=stm_run, on_workers_s=on_workers
+        )
 
 
 @dataclass
@@ -161,6 +184,9 @@ class BlockReport:
     preloaded: int = 0  # keys in the preloaded table
     preload_ms: float = 0.0  # reading them (a prefetch overlapped the block before)
     preload_hit_rate: float | None = None  # share of keys read that were preloaded
+    stm_aborts: int | None = None  # Block-STM: outcomes invalidated on the workers' path
+    serial_reexecutions: int = 0  # done by the coordinator's final pass (0 after Block-STM)
+    serial_share: float = 1.0  # of the parallel time, the share spent outside the workers
 
     @property
     def speedup(self) -> float:
@@ -374,7 +400,13 @@ class ChainRunner:
             gas_used=block.gas_used,
             sequential_ms=None if sequential is None else sequential.elapsed_s * 1000,
             parallel_ms=parallel.elapsed_s * 1000,
-            reexecutions=block.reexecutions,
+            reexecutions=block.reexecutions
+            + (0 if parallel.stm is None else parallel.stm.stats.aborts),
+            serial_reexecutions=block.reexecutions,
+            stm_aborts=None if parallel.stm is None else parallel.stm.stats.aborts,
+            serial_share=round(1 - parallel.on_workers_s / parallel.elapsed_s, 4)
+            if parallel.elapsed_s
+            else 1.0,
             groups=len(parallel.groups),
             worker_restarts=self.executor.restarts,
             receipts_match=None

@@ -40,10 +40,10 @@ from coordinator.spaces import SpacesExecutor
 from coordinator.subscriptions import SubscriptionBook
 from coordinator.txpool import PoolConfig, TxPool
 from coordinator.verifier import Verdict, VerifierAPI
-from ebs.stakes import StakeLedger
+from ebs.stakes import LedgerError, StakeLedger
 from storage.chaindata import ChainData
 from storage.keys import acct_key, genesis_state
-from storage.ss import FarReads
+from storage.ss import FarReads, StorageError
 
 RECORDS_KEPT = 100_000  # /v1/blocks records in memory (the chain data keeps every block)
 VerifierFactory = Callable[[list, int, Callable[[int, int], Any]], VerifierAPI]
@@ -84,6 +84,15 @@ class _LatestState:
     def balance(self, address: bytes) -> int:
         account = self._account(address)
         return account.balance if account else 0
+
+
+def _ledger(data: ChainData) -> StakeLedger:
+    """The stake ledger as of the chain data's head; a record that does not decode is a
+    ``StorageError`` naming the store and the key (the node does not start on it)."""
+    try:
+        return StakeLedger.load(data.registry_records())
+    except LedgerError as err:
+        raise StorageError(f"{data.path}: corrupt record {err}") from err
 
 
 class BlockProducer:
@@ -146,7 +155,7 @@ class BlockProducer:
                 settings.ebs_slots,
                 self.pbs_gas_limit,
                 self._failure,
-                StakeLedger.load(self.data.registry_records()),
+                _ledger(self.data),
             )
             self.pool = TxPool(settings.pool, _LatestState(self.chain))
             self.builder = BlockBuilder(

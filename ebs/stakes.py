@@ -72,6 +72,8 @@ class StakeEntry:
             owner, amount, due, contracts, requested = rlp.decode(data)
             if len(owner) != 20 or not all(len(c) == 20 for c in contracts):
                 raise ValueError("an address is 20 bytes")
+            if due not in (b"", b"\x01"):
+                raise ValueError(f"the due flag is 0x{due.hex()}")
             return cls(
                 owner,
                 int.from_bytes(amount, "big"),
@@ -109,7 +111,18 @@ class StakeLedger:
     @classmethod
     def load(cls, records: Mapping[bytes, bytes]) -> StakeLedger:
         """The ledger from its stored records (``ChainData.registry_records``)."""
-        return cls({key: StakeEntry.decode(value) for key, value in records.items()})
+        entries = {}
+        for key, value in records.items():
+            try:
+                entry = StakeEntry.decode(value)
+            except LedgerError as err:
+                raise LedgerError(f"registry/{key.hex()}: {err}") from err
+            # a stake is kept under its subscription's id, a refund of other ether under its
+            # transaction's hash (only ever due)
+            if len(key) not in (8, 32) or (len(key) == 32 and not entry.due):
+                raise LedgerError(f"registry/{key.hex()}: not a subscription id or a refund")
+            entries[key] = entry
+        return cls(entries)
 
     def held(self) -> dict[str, StakeEntry]:
         """Live subscriptions' stakes, by subscription id."""

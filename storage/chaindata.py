@@ -52,7 +52,7 @@ from storage import open_stores
 from storage.keys import ACCT, CODE, SLOT, AccountFields, StateKey, describe, int_bytes
 from storage.ss import StorageError, close_rocksdb, open_rocksdb
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: the registry family, system transfers in bodies
 COLUMN_FAMILIES = (
     "headers",
     "bodies",

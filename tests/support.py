@@ -24,7 +24,8 @@ class InlineComputeUnit:
         self.restarts = 0
         self.fail_next = False
         self.closed = False
-        self.executed = 0  # groups run here: a block really reached this CU
+        self.executed = 0  # groups (Block-STM: transactions) run here: it reached this CU
+        self.stm_seed: int | None = None
 
     def shutdown(self) -> None:
         self.closed = True
@@ -47,6 +48,15 @@ class InlineComputeUnit:
             txs = [(i, decode_known(env, raw_txs[i], senders and senders[i])) for i in group]
             outcomes.update((o.index, o) for o in run_group(env, WriteLayer(snapshot), txs))
         return outcomes
+
+    def execute_stm(self, env, snapshot, raw_txs, senders=None, groups=None, crash=None):
+        """Block-STM on in-process workers (``stm_seed``: their order of completion)."""
+        from compute_unit.stm import InlineWorkers, run_block_stm
+
+        workers = InlineWorkers(self.size, self.stm_seed)
+        run = run_block_stm(env, snapshot, raw_txs, workers, senders, groups, crash)
+        self.executed += workers.ran
+        return run
 
 
 @cache

@@ -211,3 +211,19 @@ def test_the_replica_refuses_a_block_paying_a_refund_its_ledger_does_not_owe(tmp
     verdict = replica.check(forged)
     assert not verdict.matches and "system transfers [1 to 0x0101" in verdict.detail
     p.close()
+
+
+def test_a_garbled_ledger_record_stops_the_node_naming_it(tmp_path):
+    from storage.chaindata import ChainData
+    from storage.ss import StorageError
+
+    p = inline_producer(cluster=Cluster(), data_dir=tmp_path / "chain")
+    p.produce()
+    p.close()
+    bad = StakeEntry(b"\x01" * 20, ETHER, False).encode()  # held, yet under a 32-byte key
+    with ChainData(tmp_path / "chain" / "chain") as data:
+        data.write_block(
+            replace(data.block(1), number=2, hash=b"\x02" * 32), {}, (), {b"\x03" * 32: bad}
+        )
+    with pytest.raises(StorageError, match="corrupt record registry/0303"):
+        inline_producer(cluster=Cluster(), data_dir=tmp_path / "chain")

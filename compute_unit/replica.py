@@ -1,0 +1,79 @@
+"""A worker's side of Block-STM: its replica of the multi-version store, and running tasks.
+
+At a block's start a worker gets the block once (env, the pre-block state view, the raw
+transactions and their recovered senders) and keeps it for the block: each transaction is
+decoded once, however often it runs. Each task batch comes with the scheduler's log since the
+worker's last batch, which brings the replica up to date; the batch's transactions then run
+in order, each over the replica at its position, and each one's entries are put in the
+replica while the batch runs (so a batch's later transactions see its earlier ones, as a
+sequential run would), then taken out again: only the scheduler's log says what holds.
+A read that meets an ``ESTIMATE`` stops that transaction; it is reported as waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from compute_unit.executor import BlockEnv, TransactionRunner, decode_known
+from compute_unit.mv_memory import Blocked, MVMemory, MVReader, entries_of
+from compute_unit.scheduler import ExecTask, LogEntry, TaskResult
+from compute_unit.state import StateReader
+
+
+class Replica:
+    """One worker's view of one block under Block-STM."""
+
+    def __init__(
+        self,
+        env: BlockEnv,
+        base: StateReader,
+        raw_txs: Sequence[bytes],
+        senders: Sequence[bytes] | None = None,
+    ) -> None:
+        self.env = env
+        self.memory = MVMemory(base)
+        self.raw_txs = raw_txs
+        self.senders = senders
+        self.applied = 0  # log entries applied
+        self._txs: dict[int, Any] = {}
+        self._reader = MVReader(self.memory)
+        self._runner: TransactionRunner | None = None
+
+    def catch_up(self, entries: Sequence[LogEntry]) -> None:
+        for entry in entries:
+            if entry.entries is None:
+                self.memory.estimate(entry.index)
+            else:
+                self.memory.record(entry.index, entry.entries)
+        self.applied += len(entries)
+
+    def _tx(self, index: int) -> Any:
+        tx = self._txs.get(index)
+        if tx is None:
+            sender = self.senders[index] if self.senders else None
+            tx = self._txs[index] = decode_known(self.env, self.raw_txs[index], sender)
+        return tx
+
+    def run(self, tasks: Sequence[ExecTask]) -> list[TaskResult]:
+        results: list[TaskResult] = []
+        undo: list[tuple[int, dict]] = []
+        for task in sorted(tasks, key=lambda t: t.index):
+            index = task.index
+            self._reader.position = index
+            if self._runner is None:
+                self._runner = TransactionRunner(self.env, self._reader)
+            try:
+                outcome = self._runner.run(index, self._tx(index))
+            except Blocked as blocked:
+                self._runner = None  # py-evm's state was left mid-transaction
+                results.append(TaskResult(index, task.incarnation, blocked_on=blocked.blocking))
+                continue
+            results.append(TaskResult(index, task.incarnation, outcome))
+            previous = {k: self.memory.entry(k, index) for k in self.memory.written.get(index, ())}
+            undo.append((index, previous))
+            entries = {} if outcome.invalid is not None else entries_of(outcome.access)
+            self.memory.record(index, entries)
+        for index, previous in reversed(undo):
+            self.memory.record(index, previous)
+        return results

@@ -1,0 +1,178 @@
+"""Block-STM over a Compute Unit's workers: the loop between the scheduler and the workers.
+
+``run_block_stm`` hands a block to the workers (``StmWorkers.begin``), then keeps every
+worker busy: each idle worker gets a batch of ready transactions with the scheduler's log
+since its last batch (``compute_unit/scheduler.py``, ``compute_unit/replica.py``), and each
+batch's results go back to the scheduler, which validates them and moves the commit frontier
+while the other workers run. A worker lost mid-batch is replaced (``StmWorkers.submit``
+raising ``WorkerLost`` on ``wait``): its tasks become ready again and its new replica gets
+the whole log. The block is done when every transaction is final; the outcomes are the
+sequential ones, in block order.
+
+``StmWorkers`` is what the loop needs of a CU: the Ray shell (``compute_unit/worker.py``) and
+``InlineWorkers`` (in this process, one replica per worker slot, a seeded order of completion:
+tests, including adversarial schedules) both satisfy it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome
+from compute_unit.groups import Group, lanes_of, predecessors
+from compute_unit.replica import Replica
+from compute_unit.scheduler import ExecTask, LogEntry, Scheduler, StmStats, TaskResult
+from compute_unit.state import StateReader
+
+
+class WorkerLost(RuntimeError):
+    """A worker died with a batch in hand."""
+
+    def __init__(self, slot: int) -> None:
+        super().__init__(f"worker {slot} was lost mid-batch")
+        self.slot = slot
+
+
+class StmWorkers(Protocol):
+    size: int
+
+    def begin(
+        self,
+        env: BlockEnv,
+        base: StateReader,
+        raw_txs: Sequence[bytes],
+        senders: Sequence[bytes] | None,
+        crash: CrashPlan | None,
+    ) -> None: ...
+    def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None: ...
+    def wait(self) -> tuple[int, list[TaskResult]]: ...
+    def end(self) -> None: ...
+
+
+@dataclass
+class StmRun:
+    outcomes: dict[int, TxOutcome]
+    stats: StmStats
+    batches: int = 0
+    workers_busy_s: float = 0.0  # summed over workers: time with a batch in hand
+    wall_s: float = 0.0
+    idle_s: float = 0.0  # wall time with no batch in flight at all (the serial part)
+    replaced: int = 0
+    per_worker: dict[int, int] = field(default_factory=dict)  # transactions run per slot
+
+
+def batch_size(remaining: int, workers: int, most: int = 32) -> int:
+    """Small batches near the end keep every worker busy; larger ones amortise round trips."""
+    return max(1, min(most, remaining // (2 * workers) or 1))
+
+
+def run_block_stm(
+    env: BlockEnv,
+    base: StateReader,
+    raw_txs: Sequence[bytes],
+    workers: StmWorkers,
+    senders: Sequence[bytes] | None = None,
+    groups: Sequence[Group] | None = None,
+    crash: CrashPlan | None = None,
+    most: int = 32,
+) -> StmRun:
+    """The block's outcomes by Block-STM on ``workers``. ``groups`` (the plan's: predicted
+    conflict components, or one sender's transactions) are lanes, not a partition: each is
+    dealt to a worker, which takes its own lane's ready transactions first, and another
+    worker takes one only once its predecessor in the group has run."""
+    started = time.perf_counter()
+    count = len(raw_txs)
+    lanes = lanes_of(groups, workers.size, count) if groups else None
+    after = predecessors(groups, count) if groups else None
+    scheduler = Scheduler(count, base, lanes, after)
+    run = StmRun({}, scheduler.stats)
+    if not raw_txs:
+        return run
+    workers.begin(env, base, raw_txs, senders, crash)
+    sent = [0] * workers.size  # log entries each worker's replica has
+    in_hand: dict[int, tuple[list[ExecTask], float]] = {}
+    idle_since: float | None = None
+    try:
+        while not scheduler.done:
+            remaining = scheduler.count - scheduler.frontier
+            for slot in range(workers.size):
+                if slot in in_hand:
+                    continue
+                tasks = scheduler.take(batch_size(remaining, workers.size, most), slot)
+                if not tasks:
+                    continue
+                workers.submit(slot, scheduler.log[sent[slot] :], tasks)
+                sent[slot] = len(scheduler.log)
+                in_hand[slot] = (tasks, time.perf_counter())
+                run.batches += 1
+            if not in_hand:
+                raise RuntimeError(
+                    f"Block-STM stalled at transaction {scheduler.frontier}: nothing ready"
+                )
+            if idle_since is not None:
+                run.idle_s += time.perf_counter() - idle_since
+                idle_since = None
+            try:
+                slot, results = workers.wait()
+            except WorkerLost as lost:
+                tasks, _ = in_hand.pop(lost.slot)
+                scheduler.give_back(tasks)
+                sent[lost.slot] = 0
+                run.replaced += 1
+                continue
+            tasks, since = in_hand.pop(slot)
+            now = time.perf_counter()
+            run.workers_busy_s += now - since
+            run.per_worker[slot] = run.per_worker.get(slot, 0) + len(results)
+            if not in_hand:
+                idle_since = now
+            scheduler.deliver(results)
+    finally:
+        workers.end()
+    if idle_since is not None:
+        run.idle_s += time.perf_counter() - idle_since
+    run.outcomes = scheduler.final_outcomes()
+    run.wall_s = time.perf_counter() - started
+    return run
+
+
+class InlineWorkers:
+    """``StmWorkers`` in this process: each slot a replica of its own; ``wait`` finishes the
+    pending batches in a seeded random order (``seed=None``: in submission order), so a test
+    can make any worker the slow one. ``lose``: slots whose next batch is lost (the worker
+    dies mid-batch, its replica with it)."""
+
+    def __init__(self, size: int = 2, seed: int | None = None) -> None:
+        self.size = size
+        self.rng = random.Random(seed) if seed is not None else None
+        self.lose: set[int] = set()
+        self.ran = 0  # transactions executed (the block reached the workers)
+        self._pending: list[tuple[int, Sequence[LogEntry], Sequence[ExecTask]]] = []
+        self._replicas: dict[int, Replica] = {}
+        self._block: tuple | None = None
+
+    def begin(self, env, base, raw_txs, senders, crash) -> None:
+        self._block = (env, base, raw_txs, senders)
+        self._replicas = {slot: Replica(env, base, raw_txs, senders) for slot in range(self.size)}
+
+    def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None:
+        self._pending.append((slot, list(log), list(tasks)))
+
+    def wait(self) -> tuple[int, list[TaskResult]]:
+        at = self.rng.randrange(len(self._pending)) if self.rng else 0
+        slot, log, tasks = self._pending.pop(at)
+        if slot in self.lose:
+            self.lose.discard(slot)
+            self._replicas[slot] = Replica(*self._block)  # a fresh worker: an empty replica
+            raise WorkerLost(slot)
+        replica = self._replicas[slot]
+        replica.catch_up(log)
+        self.ran += len(tasks)
+        return slot, replica.run(tasks)
+
+    def end(self) -> None:
+        self._pending.clear()
