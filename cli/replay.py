@@ -53,7 +53,15 @@ from coordinator.pipeline import (
 )
 
 HEADER_CHECKS = ("gasUsed", "logsBloom", "receiptsRoot")
-REPORT_FIELDS = ("txs", "gas_used", "sequential_ms", "parallel_ms", "speedup", "reexecutions")
+REPORT_FIELDS = (
+    "txs",
+    "gas_used",
+    "sequential_ms",
+    "parallel_ms",
+    "speedup",
+    "reexecutions",
+    "serial_share",
+)
 
 
 def header_checks(block: ImportedBlock, receipts: Sequence[ReceiptAPI], gas_used: int) -> dict:
@@ -102,14 +110,18 @@ class ReplayRow:
 
 
 def replay_block(
-    block: ImportedBlock, cu: ComputeUnitAPI, policy: FallbackPolicy | None = DEFAULT_FALLBACK
+    block: ImportedBlock,
+    cu: ComputeUnitAPI,
+    policy: FallbackPolicy | None = DEFAULT_FALLBACK,
+    stm: bool = False,
 ) -> ReplayRow:
     """Run one imported block sequentially and in parallel; check both against the header.
 
-    ``policy`` None always dispatches to the workers, even where running in process pays.
+    ``policy`` None always dispatches to the workers, even where running in process pays;
+    ``stm``: by Block-STM on the workers (``compute_unit/stm.py``).
     """
     row = ReplayRow(str(block.path), block.number, block.fork)
-    chain = ChainRunner(block.pre_state, ParallelExecutor(cu, policy=policy))
+    chain = ChainRunner(block.pre_state, ParallelExecutor(cu, policy=policy, stm=stm))
     try:
         report, parallel, sequential = chain.import_block(block.env, block.transactions)
     except (InvalidBlockError, ValidationError) as err:
@@ -223,7 +235,7 @@ def replay(args: argparse.Namespace) -> int:
                 row = slot
             else:
                 policy = None if args.always_parallel else DEFAULT_FALLBACK
-                row = replay_block(slot, cu, policy)
+                row = replay_block(slot, cu, policy, args.stm)
             rows.append(row)
             tqdm.write(_format_row(row))
     finally:
@@ -264,6 +276,12 @@ def add_parser(commands: Any) -> None:
         help="dispatch every block to the workers, even those too small to gain from it",
     )
     p.add_argument("--workers", type=int, default=2, help="workers in the Compute Unit")
+    p.add_argument(
+        "--stm",
+        action="store_true",
+        help="run the dispatched blocks by Block-STM on the workers (validation and "
+        "re-execution there) instead of fixed groups",
+    )
     p.add_argument("--json", default="", help="write every row and a summary to this path")
     p.add_argument("--address", default=None, help="join this Ray cluster instead")
     p.set_defaults(func=replay)

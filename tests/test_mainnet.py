@@ -161,3 +161,21 @@ def test_replay_of_every_mainnet_block_and_a_broken_folder(ray_cluster, tmp_path
     printed = capsys.readouterr().out
     assert "does not fit London: it has no baseFeePerGas" in printed
     assert f"{len(FOLDERS)}/{len(FOLDERS) + 1} blocks pass" in printed
+
+
+HEAVY = {"17666333", "19932703", "14029313"}  # about 19 s of the 40 by Block-STM: ``slow``
+STM_FOLDERS = [
+    pytest.param(f, id=f.name, marks=[pytest.mark.slow] if f.name in HEAVY else [])
+    for f in FOLDERS
+]
+
+
+@pytest.mark.parametrize("folder", STM_FOLDERS)
+def test_block_passes_every_check_by_block_stm_on_the_workers(folder, cu):
+    """The same blocks by Block-STM: the workers validate and re-execute; the coordinator's
+    final pass must find nothing to redo."""
+    block = load_block_folder(folder, chain_spec("mainnet"))
+    row = replay_block(block, cu, policy=None, stm=True)
+    assert not row.error, row.error
+    assert row.passed and row.checks["parallel==sequential"], (row.checks, row.report)
+    assert row.report.serial_reexecutions == 0 and row.report.stm_aborts is not None
