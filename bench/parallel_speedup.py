@@ -5,7 +5,12 @@ contention (AMM-heavy, Zipf 1.2), each run as ``evmpp run`` runs it: sequential 
 its persisted state root, parallel is grouping, workers, validation and commit to the state
 root. Ray is started and workers are warm before timing. Each case is timed side by side,
 ``--runs`` times (median reported); every run is checked against the sequential one
-(receipts, gas, state root).
+(receipts, gas, state root). A third case, ``high_contention_hints``, is the hot block planned
+by a hint table warmed on ``--warm-blocks`` other blocks of the mix, the fallback off.
+Each case reports ``parallel_vs_one_worker`` (the groups path over the whole block as one group
+on one worker), ``serial_share`` (the parallel time spent outside the workers),
+``critical_path_bound`` (total gas over the longest chain of actual dependencies) and, with
+``--stm``, the same for Block-STM on the same workers (``stm_*``).
 Writes ``bench/results/parallel_speedup.json``.
 """
 
@@ -16,17 +21,21 @@ import json
 import statistics
 from pathlib import Path
 
+from bench.critical_path import critical_path_bound
 from bench.workload.blocks import BlockGenerator, Mix
 from bench.workload.genesis import block_env, build_genesis
 from cluster.runtime import start_ray
 from compute_unit.worker import ComputeUnit
+from coordinator.hints import HintTable
 from coordinator.pipeline import ChainRunner, ParallelExecutor
+from coordinator.planner import HintPlanner
 
 CASES = {
     "low_contention": ("erc20=1", 0.0),
     "high_contention": ("swap=0.6,erc20=0.3,mint=0.1", 1.2),
 }
 RESULTS = Path(__file__).parent / "results" / "parallel_speedup.json"
+HINTS_CASE = "high_contention_hints"  # the hot mix, planned by a warmed hint table
 
 
 def run_case(
@@ -36,7 +45,7 @@ def run_case(
     env = block_env(1, gas_limit=sum(tx.gas for tx in block))
     items = list(genesis.state.items())
     seq_s, par_s, one_s, stm_s, reexec, stm_reexec, matches = [], [], [], [], [], [], []
-    serial, stm_serial = [], []
+    serial, stm_serial, bounds, fallbacks = [], [], [], []
     whole = [list(range(len(block)))]
 
     def fresh_run(groups=None, runner=executor):
@@ -49,7 +58,9 @@ def run_case(
     fresh_run()  # warm-up: imports, code caches
     for _ in range(runs):
         report, parallel, sequential = fresh_run()
-        one_group, _, _ = fresh_run(whole)
+        one_group, one_parallel, _ = fresh_run(whole)
+        bounds.append(critical_path_bound(one_parallel.block.outcomes))
+        fallbacks.append(report.fallback)
         if stm is not None:
             stm_report, stm_parallel, _ = fresh_run(runner=stm)
             stm_s.append(stm_parallel.elapsed_s)
@@ -80,6 +91,9 @@ def run_case(
         "reexecutions_per_tx": round(statistics.median(reexec) / len(block), 3),
         "roots_match": all(matches),
         "serial_share": round(statistics.median(serial), 3),
+        "fallback": fallbacks[0],  # why the groups path ran in process, if it did
+        # total gas over the longest chain of actual dependencies: no schedule beats it
+        "critical_path_bound": bounds[0],
         # Block-STM on the same workers (``--stm``): validation and re-execution there
         **(
             {
@@ -94,6 +108,19 @@ def run_case(
     }
 
 
+def warmed_table(cu, genesis, mix: str, skew: float, txs: int, blocks: int) -> HintTable:
+    """A hint table that has learnt from ``blocks`` other blocks of the mix (other seeds,
+    each run from genesis on the workers)."""
+    table = HintTable(None)
+    executor = ParallelExecutor(cu, HintPlanner(table), policy=None)
+    items = list(genesis.state.items())
+    for seed in range(1000, 1000 + blocks):
+        block = BlockGenerator(genesis, Mix.parse(mix), skew, seed).block(txs)
+        with ChainRunner(items, executor, verify=False) as chain:
+            chain.import_block(block_env(1, gas_limit=sum(tx.gas for tx in block)), block)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--txs", type=int, default=2000)
@@ -103,6 +130,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--stm", action="store_true", help="time Block-STM side by side too")
+    parser.add_argument("--warm-blocks", type=int, default=5, help="hint table warm-up blocks")
     args = parser.parse_args()
 
     genesis = build_genesis(args.accounts, seed=args.seed)
@@ -114,6 +142,14 @@ def main() -> None:
         name: run_case(executor, genesis, mix, skew, args.txs, args.runs, args.seed, stm)
         for name, (mix, skew) in CASES.items()
     }
+    mix, skew = CASES["high_contention"]
+    table = warmed_table(cu, genesis, mix, skew, args.txs, args.warm_blocks)
+    hinted = ParallelExecutor(cu, HintPlanner(table), policy=None)
+    hinted_stm = ParallelExecutor(cu, HintPlanner(table), policy=None, stm=True)
+    result[HINTS_CASE] = run_case(
+        hinted, genesis, mix, skew, args.txs, args.runs, args.seed, hinted_stm if stm else None
+    )
+    table.close()
     cu.shutdown()
     result["roots_match"] = all(case["roots_match"] for case in result.values())
     shares = [
@@ -126,7 +162,7 @@ def main() -> None:
         f"{'case':<16} {'txs':>5} {'seq ms':>9} {'par ms':>9} {'speedup':>8} "
         f"{'1-worker ms':>11} {'par/1-worker':>12} {'re-exec/tx':>10}"
     )
-    for name in CASES:
+    for name in [*CASES, HINTS_CASE]:
         c = result[name]
         print(
             f"{name:<16} {c['txs']:>5} {c['sequential_ms']:>9.1f} {c['parallel_ms']:>9.1f} "
@@ -134,7 +170,7 @@ def main() -> None:
             f"{c['parallel_vs_one_worker']:>11.2f}x {c['reexecutions_per_tx']:>10.3f}"
         )
     if args.stm:
-        for name in CASES:
+        for name in [*CASES, HINTS_CASE]:
             c = result[name]
             print(
                 f"{name:<16} Block-STM {c['stm_ms']:>9.1f} ms, {c['stm_vs_one_worker']:.2f}x "

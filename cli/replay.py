@@ -14,6 +14,11 @@ only when every row passes, 1 otherwise, and 2 for an unknown ``--chain``.
 The results are checked against the recorded header (gasUsed, logsBloom, and from Byzantium
 receiptsRoot; the post-state root cannot be, as the pre-state holds only what the block
 touches) and parallel against sequential (receipts, gas, state root).
+
+``--hints DIR`` plans and preloads every block from the hint table in DIR, which learns from
+each block replayed (so a block's predictions come from the ones before it, and from earlier
+runs): each row gives the predictions' ``precision`` and ``recall`` and the
+``preload_hit_rate``. ``--stm`` runs the dispatched blocks by Block-STM on the workers.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from coordinator.block_import import (
     load_block_folder,
 )
 from coordinator.grouping import FallbackPolicy
+from coordinator.hints import HintTable
 from coordinator.pipeline import (
     DEFAULT_FALLBACK,
     BlockReport,
@@ -51,6 +57,7 @@ from coordinator.pipeline import (
     ComputeUnitAPI,
     ParallelExecutor,
 )
+from coordinator.planner import HintPlanner, Planner
 
 HEADER_CHECKS = ("gasUsed", "logsBloom", "receiptsRoot")
 REPORT_FIELDS = (
@@ -61,6 +68,9 @@ REPORT_FIELDS = (
     "speedup",
     "reexecutions",
     "serial_share",
+    "precision",
+    "recall",
+    "preload_hit_rate",
 )
 
 
@@ -114,14 +124,18 @@ def replay_block(
     cu: ComputeUnitAPI,
     policy: FallbackPolicy | None = DEFAULT_FALLBACK,
     stm: bool = False,
+    planner: Planner | None = None,
 ) -> ReplayRow:
     """Run one imported block sequentially and in parallel; check both against the header.
 
     ``policy`` None always dispatches to the workers, even where running in process pays;
-    ``stm``: by Block-STM on the workers (``compute_unit/stm.py``).
+    ``stm``: by Block-STM on the workers (``compute_unit/stm.py``); ``planner``: a hint
+    planner plans the block and its predicted state is preloaded (it learns from the block:
+    precision, recall and preload hit rate are in the report); by sender otherwise.
     """
     row = ReplayRow(str(block.path), block.number, block.fork)
-    chain = ChainRunner(block.pre_state, ParallelExecutor(cu, policy=policy, stm=stm))
+    executor = ParallelExecutor(cu, planner, policy=policy, stm=stm)
+    chain = ChainRunner(block.pre_state, executor, preload=isinstance(planner, HintPlanner))
     try:
         report, parallel, sequential = chain.import_block(block.env, block.transactions)
     except (InvalidBlockError, ValidationError) as err:
@@ -226,6 +240,8 @@ def replay(args: argparse.Namespace) -> int:
     print(_header_line())
     blocks = imported.blocks
     cu = None
+    table = HintTable(args.hints) if args.hints else None
+    planner = HintPlanner(table) if table is not None else None
     if blocks:  # no cluster for a run in which nothing imported
         start_ray(num_cpus=args.workers, address=args.address)
         cu = ComputeUnit(args.workers)
@@ -235,12 +251,14 @@ def replay(args: argparse.Namespace) -> int:
                 row = slot
             else:
                 policy = None if args.always_parallel else DEFAULT_FALLBACK
-                row = replay_block(slot, cu, policy, args.stm)
+                row = replay_block(slot, cu, policy, args.stm, planner)
             rows.append(row)
             tqdm.write(_format_row(row))
     finally:
         if cu is not None:
             cu.shutdown()
+        if table is not None:
+            table.close()  # what it learnt stays for the next run
     passed = sum(row.passed for row in rows)
     failed_imports = len(rows) - len(blocks)
     not_imported = f" ({failed_imports} did not import)" if failed_imports else ""
@@ -281,6 +299,13 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="run the dispatched blocks by Block-STM on the workers (validation and "
         "re-execution there) instead of fixed groups",
+    )
+    p.add_argument(
+        "--hints",
+        default="",
+        metavar="DIR",
+        help="plan and preload each block from the hint table in DIR (created if absent), "
+        "which keeps learning across the blocks replayed",
     )
     p.add_argument("--json", default="", help="write every row and a summary to this path")
     p.add_argument("--address", default=None, help="join this Ray cluster instead")

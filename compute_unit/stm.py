@@ -61,6 +61,7 @@ class StmRun:
     workers_busy_s: float = 0.0  # summed over workers: time with a batch in hand
     wall_s: float = 0.0
     idle_s: float = 0.0  # wall time with no batch in flight at all (the serial part)
+    scheduler_s: float = 0.0  # coordinator time handing out tasks and taking results
     replaced: int = 0
     per_worker: dict[int, int] = field(default_factory=dict)  # transactions run per slot
 
@@ -99,6 +100,7 @@ def run_block_stm(
     try:
         while not scheduler.done:
             remaining = scheduler.count - scheduler.frontier
+            handing = time.perf_counter()
             for slot in range(workers.size):
                 if slot in in_hand:
                     continue
@@ -109,6 +111,7 @@ def run_block_stm(
                 sent[slot] = len(scheduler.log)
                 in_hand[slot] = (tasks, time.perf_counter())
                 run.batches += 1
+            run.scheduler_s += time.perf_counter() - handing
             if not in_hand:
                 raise RuntimeError(
                     f"Block-STM stalled at transaction {scheduler.frontier}: nothing ready"
@@ -131,6 +134,7 @@ def run_block_stm(
             if not in_hand:
                 idle_since = now
             scheduler.deliver(results)
+            run.scheduler_s += time.perf_counter() - now
     finally:
         workers.end()
     if idle_since is not None:

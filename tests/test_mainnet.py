@@ -179,3 +179,27 @@ def test_block_passes_every_check_by_block_stm_on_the_workers(folder, cu):
     assert not row.error, row.error
     assert row.passed and row.checks["parallel==sequential"], (row.checks, row.report)
     assert row.report.serial_reexecutions == 0 and row.report.stm_aborts is not None
+
+
+def test_replay_plans_and_preloads_from_hints_that_learn_across_blocks(ray_cluster, tmp_path):
+    """``--hints DIR``: every row has the predictions' precision and recall and the preload
+    hit rate; the table persists, and a second run over the same blocks predicts from it."""
+    folders = [str(mainnet_blocks_dir() / n) for n in ("4370000", "8038679")]
+    hints = tmp_path / "hints"
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path / f"{name}.json"
+        args = ["replay", *folders, "--hints", str(hints), "--always-parallel", "--stm"]
+        assert main([*args, "--json", str(out)]) == 0
+        runs.append(json.loads(out.read_text()))
+    for data in runs:
+        assert data["summary"]["all_checks_pass"] is True
+        for row in data["rows"]:
+            assert row["fallback"] is None
+            assert 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
+            assert 0 <= row["preload_hit_rate"] <= 1
+    assert any(hints.iterdir())
+    first, second = ([row["recall"] for row in data["rows"]] for data in runs)
+    # the first block of the first run has static predictions only (senders, recipients);
+    # in the second, the table predicts what the first run taught it
+    assert second[0] > first[0], (first, second)
