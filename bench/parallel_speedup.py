@@ -45,7 +45,7 @@ def run_case(
     env = block_env(1, gas_limit=sum(tx.gas for tx in block))
     items = list(genesis.state.items())
     seq_s, par_s, one_s, stm_s, reexec, stm_reexec, matches = [], [], [], [], [], [], []
-    serial, stm_serial, bounds, fallbacks = [], [], [], []
+    serial, stm_serial, bounds, fallbacks, profiles, stm_profiles = [], [], [], [], [], []
     whole = [list(range(len(block)))]
 
     def fresh_run(groups=None, runner=executor):
@@ -66,12 +66,14 @@ def run_case(
             stm_s.append(stm_parallel.elapsed_s)
             stm_reexec.append(stm_report.reexecutions)
             stm_serial.append(stm_report.serial_share)
+            stm_profiles.append(stm_report.profile)
             matches.append(stm_report.matches and stm_report.serial_reexecutions == 0)
         seq_s.append(sequential.elapsed_s)
         par_s.append(parallel.elapsed_s)
         one_s.append(one_group.parallel_ms / 1000)
         reexec.append(report.reexecutions)
         serial.append(report.serial_share)
+        profiles.append(report.profile)
         matches.append(report.matches and one_group.matches)
     seq_ms, par_ms = statistics.median(seq_s) * 1000, statistics.median(par_s) * 1000
     ratios = [s / p for s, p in zip(seq_s, par_s, strict=True)]
@@ -91,6 +93,7 @@ def run_case(
         "reexecutions_per_tx": round(statistics.median(reexec) / len(block), 3),
         "roots_match": all(matches),
         "serial_share": round(statistics.median(serial), 3),
+        "profile": profiles[-1],  # the last run's, ms by phase
         "fallback": fallbacks[0],  # why the groups path ran in process, if it did
         # total gas over the longest chain of actual dependencies: no schedule beats it
         "critical_path_bound": bounds[0],
@@ -101,6 +104,7 @@ def run_case(
                 "stm_vs_one_worker": round(statistics.median(one_s) / statistics.median(stm_s), 3),
                 "stm_reexecutions_per_tx": round(statistics.median(stm_reexec) / len(block), 3),
                 "stm_serial_share": round(statistics.median(stm_serial), 3),
+                "stm_profile": stm_profiles[-1],
             }
             if stm_s
             else {}

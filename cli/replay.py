@@ -71,6 +71,7 @@ REPORT_FIELDS = (
     "precision",
     "recall",
     "preload_hit_rate",
+    "profile",
 )
 
 
@@ -125,6 +126,7 @@ def replay_block(
     policy: FallbackPolicy | None = DEFAULT_FALLBACK,
     stm: bool = False,
     planner: Planner | None = None,
+    one_worker: bool = False,
 ) -> ReplayRow:
     """Run one imported block sequentially and in parallel; check both against the header.
 
@@ -132,12 +134,14 @@ def replay_block(
     ``stm``: by Block-STM on the workers (``compute_unit/stm.py``); ``planner``: a hint
     planner plans the block and its predicted state is preloaded (it learns from the block:
     precision, recall and preload hit rate are in the report); by sender otherwise.
+    ``one_worker``: the whole block as one group on one worker (the same stack's baseline).
     """
     row = ReplayRow(str(block.path), block.number, block.fork)
     executor = ParallelExecutor(cu, planner, policy=policy, stm=stm)
     chain = ChainRunner(block.pre_state, executor, preload=isinstance(planner, HintPlanner))
     try:
-        report, parallel, sequential = chain.import_block(block.env, block.transactions)
+        whole = [list(range(len(block.transactions)))] if one_worker else None
+        report, parallel, sequential = chain.import_block(block.env, block.transactions, whole)
     except (InvalidBlockError, ValidationError) as err:
         row.error = f"invalid block: {err}"
         return row

@@ -46,8 +46,11 @@ class Credit:
     amount: int
 
 
-class Blocked(Exception):  # noqa: N818 (a control-flow signal, not an error)
-    """A read met an ``ESTIMATE``: the reader waits for transaction ``blocking``."""
+class Blocked(BaseException):  # noqa: N818 (a control-flow signal, not an error)
+    """A read met an ``ESTIMATE``: the reader waits for transaction ``blocking``.
+
+    A ``BaseException``: py-evm catches ``Exception`` in places (each EIP-7702 authorization),
+    and a swallowed read would leave an outcome that reads nothing and is never invalid."""
 
     def __init__(self, blocking: int) -> None:
         super().__init__(f"waits for transaction {blocking}")
@@ -141,7 +144,9 @@ class MVMemory:
                     break
                 if entry is ESTIMATE:
                     raise Blocked(index)
-                value, found = None, True  # wiped after the slot's last write
+                # wiped after the slot's last write: 0 over an in-block write, absent over the
+                # stored value (as ``WriteLayer`` reads it: the final pass compares)
+                value, found = (0 if written_at >= 0 else None), True
                 break
         if not found:
             value = self.base.get(key)
@@ -153,10 +158,18 @@ class MVMemory:
     def latest_writer(self, key: StateKey, position: int) -> int | None:
         """The highest transaction below ``position`` with an entry ``key``'s value comes
         from (a slot's address wipes included); None: the pre-block state."""
-        writers = [index for index, _ in self._below(key, position)][:1]
+        writers = [next(self._below(key, position), (None,))[0]]
         if key[0] == SLOT:
-            writers += [index for index, _ in self._below((WIPE, key[1]), position)][:1]
-        return max(writers, default=None)
+            writers.append(next(self._below((WIPE, key[1]), position), (None,))[0])
+        return max((w for w in writers if w is not None), default=None)
+
+    def next_writer(self, key: StateKey, index: int) -> int | None:
+        """The lowest transaction above ``index`` with an entry for ``key``."""
+        positions = self._positions.get(key)
+        if not positions:
+            return None
+        at = bisect_left(positions, index + 1)
+        return positions[at] if at < len(positions) else None
 
     def keys_of(self, indices: Iterable[int]) -> set[StateKey]:
         return {key for index in indices for key in self.written.get(index, ())}
@@ -169,6 +182,14 @@ class MVReader:
     def __init__(self, memory: MVMemory, position: int = 0) -> None:
         self.memory = memory
         self.position = position
+        self.blocked: int | None = None  # a ``Blocked`` raised for this position, if any
+
+    def at(self, position: int) -> None:
+        self.position, self.blocked = position, None
 
     def get(self, key: StateKey) -> Any:
-        return self.memory.read(key, self.position)
+        try:
+            return self.memory.read(key, self.position)
+        except Blocked as blocked:
+            self.blocked = blocked.blocking  # seen even if something catches it above
+            raise

@@ -58,22 +58,36 @@ class Replica:
     def run(self, tasks: Sequence[ExecTask]) -> list[TaskResult]:
         results: list[TaskResult] = []
         undo: list[tuple[int, dict]] = []
-        for task in sorted(tasks, key=lambda t: t.index):
-            index = task.index
-            self._reader.position = index
-            if self._runner is None:
-                self._runner = TransactionRunner(self.env, self._reader)
-            try:
-                outcome = self._runner.run(index, self._tx(index))
-            except Blocked as blocked:
-                self._runner = None  # py-evm's state was left mid-transaction
-                results.append(TaskResult(index, task.incarnation, blocked_on=blocked.blocking))
-                continue
-            results.append(TaskResult(index, task.incarnation, outcome))
-            previous = {k: self.memory.entry(k, index) for k in self.memory.written.get(index, ())}
-            undo.append((index, previous))
-            entries = {} if outcome.invalid is not None else entries_of(outcome.access)
-            self.memory.record(index, entries)
-        for index, previous in reversed(undo):
-            self.memory.record(index, previous)
+        try:
+            for task in sorted(tasks, key=lambda t: t.index):
+                result = self._run_one(task)
+                results.append(result)
+                if result.outcome is None:
+                    continue
+                index, outcome = task.index, result.outcome
+                written = self.memory.written.get(index, ())
+                undo.append((index, {k: self.memory.entry(k, index) for k in written}))
+                entries = {} if outcome.invalid is not None else entries_of(outcome.access)
+                self.memory.record(index, entries)
+        finally:  # only the scheduler's log says what holds
+            for index, previous in reversed(undo):
+                self.memory.record(index, previous)
         return results
+
+    def _run_one(self, task: ExecTask) -> TaskResult:
+        index = task.index
+        self._reader.at(index)
+        if self._runner is None:
+            self._runner = TransactionRunner(self.env, self._reader)
+        try:
+            outcome = self._runner.run(index, self._tx(index))
+        except Blocked as blocked:
+            self._runner = None  # py-evm's state was left mid-transaction
+            return TaskResult(index, task.incarnation, blocked_on=blocked.blocking)
+        except Exception as err:  # over a speculative state py-evm may fail outright
+            self._runner = None
+            return TaskResult(index, task.incarnation, failed=f"{type(err).__name__}: {err}")
+        if self._reader.blocked is not None:  # a read blocked, and py-evm caught it
+            self._runner = None
+            return TaskResult(index, task.incarnation, blocked_on=self._reader.blocked)
+        return TaskResult(index, task.incarnation, outcome)

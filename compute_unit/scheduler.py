@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compute_unit.executor import TxOutcome
-from compute_unit.mv_memory import Blocked, MVMemory, entries_of
+from compute_unit.mv_memory import WIPE, Blocked, MVMemory, entries_of
 from compute_unit.state import StateReader, read_holds
-from storage.keys import StateKey
+from storage.keys import SLOT, StateKey
 
 READY, RUNNING, EXECUTED, WAITING = "ready", "running", "executed", "waiting"
+_MISSING = object()  # no entry (unlike an entry of None: a deleted account)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class TaskResult:
     incarnation: int
     outcome: TxOutcome | None = None
     blocked_on: int | None = None
+    failed: str | None = None  # py-evm raised (over a speculative state, most often)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class Scheduler:
         self.outcomes: list[TxOutcome | None] = [None] * self.count
         self.frontier = 0
         self._readers: dict[StateKey, set[int]] = {}
+        self._slot_readers: dict[bytes, set[int]] = {}  # address -> readers of its slots
         self._dependents: dict[int, set[int]] = {}  # waiting for an estimate's writer to run
         self._final_waiters: dict[int, set[int]] = {}  # waiting for a writer to be final
         lanes = self.lanes or [0] * self.count
@@ -169,11 +172,24 @@ class Scheduler:
             if self.status[index] != RUNNING or result.incarnation != self.incarnation[index]:
                 self.stats.stale += 1
                 continue
+            if result.failed is not None:
+                self._failed(index, result.failed)
+                continue
             if result.outcome is None:
                 self._wait(index, result.blocked_on)
                 continue
             self._install(index, result.outcome)
         self._advance()
+
+    def _failed(self, index: int, error: str) -> None:
+        """Execution raised: over a state no sequential run gives (a speculative code hash
+        with no code, say) it runs again once everything below it is final; at the
+        frontier the error is real."""
+        if index == self.frontier:
+            raise RuntimeError(f"transaction {index} failed to execute: {error}")
+        self.stats.aborts += 1
+        self.incarnation[index] += 1
+        self._wait_final(index, index - 1)
 
     def _wait(self, index: int, blocking: int | None) -> None:
         self.stats.blocked += 1
@@ -193,24 +209,42 @@ class Scheduler:
         self.memory.record(index, entries)
         self.log.append(LogEntry(index, entries))
         changed = {
-            key for key in before.keys() | entries.keys() if before.get(key) != entries.get(key)
+            key
+            for key in before.keys() | entries.keys()
+            if before.get(key, _MISSING) != entries.get(key, _MISSING)
         }
         previous = self.outcomes[index]
         if previous is not None:
             for key in previous.access.reads:
                 self._readers.get(key, set()).discard(index)
+                if key[0] == SLOT:
+                    self._slot_readers.get(key[1], set()).discard(index)
         for key in outcome.access.reads:
             self._readers.setdefault(key, set()).add(index)
+            if key[0] == SLOT:
+                self._slot_readers.setdefault(key[1], set()).add(index)
         self.outcomes[index] = outcome
         self.status[index] = EXECUTED
         for waiting in sorted(self._dependents.pop(index, ())):
             if self.status[waiting] == WAITING:
                 self._ready(waiting)
         self._check(index)
-        readers = {t for key in changed for t in self._readers.get(key, ()) if t > index}
-        for reader in sorted(readers):
+        for reader in sorted(self._affected(index, changed)):
             if self.status[reader] == EXECUTED:
                 self._check(reader)
+
+    def _affected(self, index: int, changed: set[StateKey]) -> set[int]:
+        """Executed transactions above ``index`` that may have read a changed entry: the
+        readers of each key up to its next writer (above that they read the next one's),
+        and of every slot of an address whose wipe changed."""
+        affected: set[int] = set()
+        for key in changed:
+            readers = (
+                self._slot_readers.get(key[1], ()) if key[0] == WIPE else self._readers.get(key, ())
+            )
+            upto = None if key[0] == WIPE else self.memory.next_writer(key, index)
+            affected.update(t for t in readers if t > index and (upto is None or t <= upto))
+        return affected
 
     def _invalid_early(self, index: int, outcome: TxOutcome) -> None:
         """An invalid outcome (a nonce too high, a balance too low) above the frontier is

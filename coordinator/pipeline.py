@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,6 +71,7 @@ class ParallelResult:
     prior: dict[StateKey, Any] | None = None  # pre-block values of written keys (history)
     stm: StmRun | None = None  # the Block-STM run on the workers, if it ran so
     on_workers_s: float = 0.0  # of elapsed_s, the time work was on the workers
+    phases_ms: dict[str, float] = field(default_factory=dict)  # where elapsed_s went
 
 
 class ParallelExecutor:
@@ -153,11 +154,16 @@ class ParallelExecutor:
                 on_workers = time.perf_counter() - dispatched
         # after Block-STM the outcomes are final: this pass re-executes nothing (a check that
         # costs comparisons) and assembles the write set and receipts
+        validating = time.perf_counter()
         block = validate_block(env, snapshot, txs, outcomes, self.drop_invalid)
-        elapsed = time.perf_counter() - started
-        return ParallelResult(
-            block, groups, elapsed, fallback, stm=stm_run, on_workers_s=on_workers
-        )
+        done = time.perf_counter()
+        result = ParallelResult(block, groups, done - started, fallback, stm=stm_run)
+        result.on_workers_s = on_workers
+        result.phases_ms = {
+            "execute": round(on_workers * 1000, 2),
+            "validate": round((done - validating) * 1000, 2),
+        }
+        return result
 
 
 @dataclass
@@ -187,6 +193,10 @@ class BlockReport:
     stm_aborts: int | None = None  # Block-STM: outcomes invalidated on the workers' path
     serial_reexecutions: int = 0  # done by the coordinator's final pass (0 after Block-STM)
     serial_share: float = 1.0  # of the parallel time, the share spent outside the workers
+    # the parallel time by phase (ms): plan (with preload), execute (work on the workers;
+    # Block-STM's validation and re-execution included), validate (the coordinator's final
+    # pass), commit (State Storage and Commitment); learn is after, off the parallel time
+    profile: dict[str, float] = field(default_factory=dict)
 
     @property
     def speedup(self) -> float:
@@ -355,7 +365,9 @@ class ChainRunner:
         parallel.elapsed_s += planned_s
         block = parallel.block
         kept = [txs[i] for i in block.included] if block.dropped else list(txs)
+        learning = time.perf_counter()
         score = None if plan is None else self.executor.planner.learn(env, kept, plan, block)
+        learn_ms = (time.perf_counter() - learning) * 1000
         post = system_ops.post_block(env, system_ops.after(snapshot, block.writes, block.wiped))
         if env.intermediate_roots:
             block.steps = [
@@ -383,7 +395,8 @@ class ChainRunner:
             if self.before_write is not None:
                 hook = partial(self.before_write, env, block, parallel.prior)
             root = self.committer.commit(number, block.writes, block.wiped, before_write=hook)
-        parallel.elapsed_s += time.perf_counter() - started
+        commit_s = time.perf_counter() - started
+        parallel.elapsed_s += commit_s
         parallel.state_root = root
         if self._prefetch is not None:
             self._prefetch_patches.append((block.writes, block.wiped))
@@ -404,6 +417,12 @@ class ChainRunner:
             + (0 if parallel.stm is None else parallel.stm.stats.aborts),
             serial_reexecutions=block.reexecutions,
             stm_aborts=None if parallel.stm is None else parallel.stm.stats.aborts,
+            profile={
+                "plan": round(planned_s * 1000, 2),
+                **parallel.phases_ms,
+                "commit": round(commit_s * 1000, 2),
+                "learn": round(learn_ms, 2),
+            },
             serial_share=round(1 - parallel.on_workers_s / parallel.elapsed_s, 4)
             if parallel.elapsed_s
             else 1.0,

@@ -165,8 +165,7 @@ def test_replay_of_every_mainnet_block_and_a_broken_folder(ray_cluster, tmp_path
 
 HEAVY = {"17666333", "19932703", "14029313"}  # about 19 s of the 40 by Block-STM: ``slow``
 STM_FOLDERS = [
-    pytest.param(f, id=f.name, marks=[pytest.mark.slow] if f.name in HEAVY else [])
-    for f in FOLDERS
+    pytest.param(f, id=f.name, marks=[pytest.mark.slow] if f.name in HEAVY else []) for f in FOLDERS
 ]
 
 
