@@ -12,6 +12,7 @@ A read that meets an ``ESTIMATE`` stops that transaction; it is reported as wait
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,14 +40,18 @@ class Replica:
         self._txs: dict[int, Any] = {}
         self._reader = MVReader(self.memory)
         self._runner: TransactionRunner | None = None
+        self.catch_up_s = 0.0  # bringing the replica up to date
+        self.run_s = 0.0  # running batches
 
     def catch_up(self, entries: Sequence[LogEntry]) -> None:
+        started = time.perf_counter()
         for entry in entries:
             if entry.entries is None:
                 self.memory.estimate(entry.index)
             else:
                 self.memory.record(entry.index, entry.entries)
         self.applied += len(entries)
+        self.catch_up_s += time.perf_counter() - started
 
     def _tx(self, index: int) -> Any:
         tx = self._txs.get(index)
@@ -56,6 +61,7 @@ class Replica:
         return tx
 
     def run(self, tasks: Sequence[ExecTask]) -> list[TaskResult]:
+        started = time.perf_counter()
         results: list[TaskResult] = []
         undo: list[tuple[int, dict]] = []
         try:
@@ -72,6 +78,7 @@ class Replica:
         finally:  # only the scheduler's log says what holds
             for index, previous in reversed(undo):
                 self.memory.record(index, previous)
+            self.run_s += time.perf_counter() - started
         return results
 
     def _run_one(self, task: ExecTask) -> TaskResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -50,7 +51,9 @@ class StmWorkers(Protocol):
     ) -> None: ...
     def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None: ...
     def wait(self) -> tuple[int, list[TaskResult]]: ...
-    def end(self) -> None: ...
+    def end(self) -> tuple[float, float]:
+        """The block is over: the workers' seconds catching up and running, summed."""
+        ...
 
 
 @dataclass
@@ -62,6 +65,8 @@ class StmRun:
     wall_s: float = 0.0
     idle_s: float = 0.0  # wall time with no batch in flight at all (the serial part)
     scheduler_s: float = 0.0  # coordinator time handing out tasks and taking results
+    catch_up_s: float = 0.0  # summed over workers: replicas brought up to date
+    run_s: float = 0.0  # summed over workers: running batches (the rest of busy is transport)
     replaced: int = 0
     per_worker: dict[int, int] = field(default_factory=dict)  # transactions run per slot
 
@@ -80,11 +85,14 @@ def run_block_stm(
     groups: Sequence[Group] | None = None,
     crash: CrashPlan | None = None,
     most: int = 32,
+    depth: int = 2,
 ) -> StmRun:
     """The block's outcomes by Block-STM on ``workers``. ``groups`` (the plan's: predicted
     conflict components, or one sender's transactions) are lanes, not a partition: each is
     dealt to a worker, which takes its own lane's ready transactions first, and another
-    worker takes one only once its predecessor in the group has run."""
+    worker takes one only once its predecessor in the group has run. ``depth``: batches in
+    flight per worker (the next one waits in its queue while the last one's results travel:
+    a round trip costs about as much as a few transactions)."""
     started = time.perf_counter()
     count = len(raw_txs)
     lanes = lanes_of(groups, workers.size, count) if groups else None
@@ -95,24 +103,25 @@ def run_block_stm(
         return run
     workers.begin(env, base, raw_txs, senders, crash)
     sent = [0] * workers.size  # log entries each worker's replica has
-    in_hand: dict[int, tuple[list[ExecTask], float]] = {}
+    in_hand: dict[int, deque[tuple[list[ExecTask], float]]] = {
+        slot: deque() for slot in range(workers.size)
+    }
     idle_since: float | None = None
     try:
         while not scheduler.done:
             remaining = scheduler.count - scheduler.frontier
             handing = time.perf_counter()
             for slot in range(workers.size):
-                if slot in in_hand:
-                    continue
-                tasks = scheduler.take(batch_size(remaining, workers.size, most), slot)
-                if not tasks:
-                    continue
-                workers.submit(slot, scheduler.log[sent[slot] :], tasks)
-                sent[slot] = len(scheduler.log)
-                in_hand[slot] = (tasks, time.perf_counter())
-                run.batches += 1
+                while len(in_hand[slot]) < depth:
+                    tasks = scheduler.take(batch_size(remaining, workers.size, most), slot)
+                    if not tasks:
+                        break
+                    workers.submit(slot, scheduler.log[sent[slot] :], tasks)
+                    sent[slot] = len(scheduler.log)
+                    in_hand[slot].append((tasks, time.perf_counter()))
+                    run.batches += 1
             run.scheduler_s += time.perf_counter() - handing
-            if not in_hand:
+            if not any(in_hand.values()):
                 raise RuntimeError(
                     f"Block-STM stalled at transaction {scheduler.frontier}: nothing ready"
                 )
@@ -121,22 +130,22 @@ def run_block_stm(
                 idle_since = None
             try:
                 slot, results = workers.wait()
-            except WorkerLost as lost:
-                tasks, _ = in_hand.pop(lost.slot)
-                scheduler.give_back(tasks)
+            except WorkerLost as lost:  # every batch it had in hand is gone with it
+                while in_hand[lost.slot]:
+                    scheduler.give_back(in_hand[lost.slot].popleft()[0])
                 sent[lost.slot] = 0
                 run.replaced += 1
                 continue
-            tasks, since = in_hand.pop(slot)
+            tasks, since = in_hand[slot].popleft()  # a worker's batches finish in order
             now = time.perf_counter()
             run.workers_busy_s += now - since
             run.per_worker[slot] = run.per_worker.get(slot, 0) + len(results)
-            if not in_hand:
+            if not any(in_hand.values()):
                 idle_since = now
             scheduler.deliver(results)
             run.scheduler_s += time.perf_counter() - now
     finally:
-        workers.end()
+        run.catch_up_s, run.run_s = workers.end()
     if idle_since is not None:
         run.idle_s += time.perf_counter() - idle_since
     run.outcomes = scheduler.final_outcomes()
@@ -167,10 +176,13 @@ class InlineWorkers:
         self._pending.append((slot, list(log), list(tasks)))
 
     def wait(self) -> tuple[int, list[TaskResult]]:
-        at = self.rng.randrange(len(self._pending)) if self.rng else 0
-        slot, log, tasks = self._pending.pop(at)
+        slots = sorted({slot for slot, _, _ in self._pending})
+        chosen = self.rng.choice(slots) if self.rng else self._pending[0][0]
+        at = next(i for i, (slot, _, _) in enumerate(self._pending) if slot == chosen)
+        slot, log, tasks = self._pending.pop(at)  # a worker's own batches in order
         if slot in self.lose:
             self.lose.discard(slot)
+            self._pending = [p for p in self._pending if p[0] != slot]  # its queue too
             self._replicas[slot] = Replica(*self._block)  # a fresh worker: an empty replica
             raise WorkerLost(slot)
         replica = self._replicas[slot]
@@ -178,5 +190,7 @@ class InlineWorkers:
         self.ran += len(tasks)
         return slot, replica.run(tasks)
 
-    def end(self) -> None:
+    def end(self) -> tuple[float, float]:
         self._pending.clear()
+        replicas = self._replicas.values()
+        return sum(r.catch_up_s for r in replicas), sum(r.run_s for r in replicas)
