@@ -5,8 +5,11 @@ transactions and their recovered senders) and keeps it for the block: each trans
 decoded once, however often it runs. Each task batch comes with the scheduler's log since the
 worker's last batch, which brings the replica up to date; the batch's transactions then run
 in order, each over the replica at its position, and each one's entries are put in the
-replica while the batch runs (so a batch's later transactions see its earlier ones, as a
-sequential run would), then taken out again: only the scheduler's log says what holds.
+replica (so a batch's later transactions, and the next batch's, see them as a sequential run
+would). They stay: a result the scheduler takes it installs as it is and logs (the replica
+records the same entries again), and it takes every result of a task it handed out, bar a
+lost worker's, whose replica goes with it; what it aborts later comes as an estimate in the
+log, after them.
 A read that meets an ``ESTIMATE`` stops that transaction; it is reported as waiting.
 """
 
@@ -63,22 +66,14 @@ class Replica:
     def run(self, tasks: Sequence[ExecTask]) -> list[TaskResult]:
         started = time.perf_counter()
         results: list[TaskResult] = []
-        undo: list[tuple[int, dict]] = []
-        try:
-            for task in sorted(tasks, key=lambda t: t.index):
-                result = self._run_one(task)
-                results.append(result)
-                if result.outcome is None:
-                    continue
-                index, outcome = task.index, result.outcome
-                written = self.memory.written.get(index, ())
-                undo.append((index, {k: self.memory.entry(k, index) for k in written}))
+        for task in sorted(tasks, key=lambda t: t.index):
+            result = self._run_one(task)
+            results.append(result)
+            if result.outcome is not None:
+                outcome = result.outcome
                 entries = {} if outcome.invalid is not None else entries_of(outcome.access)
-                self.memory.record(index, entries)
-        finally:  # only the scheduler's log says what holds
-            for index, previous in reversed(undo):
-                self.memory.record(index, previous)
-            self.run_s += time.perf_counter() - started
+                self.memory.record(task.index, entries)
+        self.run_s += time.perf_counter() - started
         return results
 
     def _run_one(self, task: ExecTask) -> TaskResult:
