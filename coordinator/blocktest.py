@@ -81,6 +81,8 @@ class TestResult:
     refused: list[str] = field(default_factory=list)  # refused as expected, with the reason
     fallback_blocks: int = 0  # run in process rather than on the workers
     parallel_txs: int = 0  # transactions of accepted blocks run through the parallel path
+    # the accepted blocks' parallel time by phase, ms summed (``BlockReport.profile``)
+    profile: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -441,6 +443,8 @@ class FixtureRunner:
         txs = [env.decode(tx.encode()) for tx in txs]
         report, parallel, _ = chains.runner.import_block(env, txs)
         result.parallel_txs += len(txs)
+        for phase, ms in report.profile.items():
+            result.profile[phase] = round(result.profile.get(phase, 0.0) + ms, 2)
         if report.fallback:
             result.fallback_blocks += 1
         parallel_receipts = [r.encode() for r in parallel.block.receipts]

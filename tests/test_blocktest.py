@@ -127,6 +127,8 @@ def test_blocktest_command_lines_summary_json_and_exit_status(ray_cluster, tmp_p
     assert f"1 passed, 0 failed, 1 skipped (1: {why})" in printed
     data = json.loads(out.read_text())
     assert data["summary"] == {"passed": 1, "skipped": 1}
+    ran = next(test for test in data["tests"] if test["status"] == "passed")
+    assert {"plan", "execute", "validate", "commit"} <= ran["profile"].keys()  # where it went
     broken = json.loads(good.read_text())
     next(iter(broken.values()))["blocks"][0]["expectException"] = "made up"
     bad = tmp_path / "bad.json"
