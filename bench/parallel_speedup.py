@@ -46,6 +46,7 @@ def run_case(
     items = list(genesis.state.items())
     seq_s, par_s, one_s, stm_s, reexec, stm_reexec, matches = [], [], [], [], [], [], []
     serial, stm_serial, bounds, fallbacks, profiles, stm_profiles = [], [], [], [], [], []
+    stm_runs = []
     whole = [list(range(len(block)))]
 
     def fresh_run(groups=None, runner=executor):
@@ -67,6 +68,7 @@ def run_case(
             stm_reexec.append(stm_report.reexecutions)
             stm_serial.append(stm_report.serial_share)
             stm_profiles.append(stm_report.profile)
+            stm_runs.append(stm_parallel.stm)
             matches.append(stm_report.matches and stm_report.serial_reexecutions == 0)
         seq_s.append(sequential.elapsed_s)
         par_s.append(parallel.elapsed_s)
@@ -105,6 +107,12 @@ def run_case(
                 "stm_reexecutions_per_tx": round(statistics.median(stm_reexec) / len(block), 3),
                 "stm_serial_share": round(statistics.median(stm_serial), 3),
                 "stm_profile": stm_profiles[-1],
+                # the last run's Block-STM seconds: the coordinator's scheduler, the
+                # workers' batches (summed), their time with batches in hand, the catch-up
+                "stm_timing": {
+                    name: round(getattr(stm_runs[-1], name), 3)
+                    for name in ("wall_s", "scheduler_s", "run_s", "workers_busy_s", "catch_up_s")
+                },
             }
             if stm_s
             else {}

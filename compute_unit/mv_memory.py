@@ -18,7 +18,7 @@ worker reads what the block's other transactions wrote without a round trip per 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,9 +170,6 @@ class MVMemory:
             return None
         at = bisect_left(positions, index + 1)
         return positions[at] if at < len(positions) else None
-
-    def keys_of(self, indices: Iterable[int]) -> set[StateKey]:
-        return {key for index in indices for key in self.written.get(index, ())}
 
 
 class MVReader:
