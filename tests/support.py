@@ -26,6 +26,7 @@ class InlineComputeUnit:
         self.closed = False
         self.executed = 0  # groups (Block-STM: transactions) run here: it reached this CU
         self.stm_seed: int | None = None
+        self.checked = 0  # ``executed`` when a test last asserted work reached this CU
 
     def shutdown(self) -> None:
         self.closed = True
@@ -64,8 +65,30 @@ def small_genesis(accounts: int = 120, seed: int = 3) -> Genesis:
     return build_genesis(accounts, seed=seed)
 
 
-def inline_chain(genesis: Genesis, size: int = 2) -> ChainRunner:
-    return ChainRunner(genesis.state.items(), ParallelExecutor(InlineComputeUnit(size)))
+def inline_chain(
+    genesis: Genesis, size: int = 2, path: str | None = None, seed: int | None = None
+) -> ChainRunner:
+    """A chain on an in-process CU. ``path``: None keeps the default fallback (small blocks
+    run in this process); ``"groups"`` or ``"stm"`` switch it off, so every block reaches the
+    CU's workers by that path (``seed``: Block-STM's order of completion)."""
+    cu = InlineComputeUnit(size)
+    cu.stm_seed = seed
+    if path is None:
+        return ChainRunner(genesis.state.items(), ParallelExecutor(cu))
+    if path not in ("groups", "stm"):
+        raise ValueError(f"unknown execution path {path!r}")
+    executor = ParallelExecutor(cu, policy=None, stm=path == "stm")
+    return ChainRunner(genesis.state.items(), executor)
+
+
+def assert_reached_workers(chain: ChainRunner, report: BlockReport) -> None:
+    """The block ran on the CU's workers and through parallel validation, not in process."""
+    assert report.fallback is None, f"block {report.number} fell back: {report.fallback}"
+    cu = chain.executor.cu
+    ran, cu.checked = cu.executed - cu.checked, cu.executed  # this block's work on the CU
+    assert ran > 0 or not report.txs, f"block {report.number} never reached the CU"
+    if chain.executor.stm:  # validated on the workers' path: the final pass redoes nothing
+        assert report.stm_aborts is not None and report.serial_reexecutions == 0
 
 
 def env_for(number: int, txs: Sequence) -> BlockEnv:
