@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         preload=table is not None,
         keep_versions=args.keep_versions,
         keep_writesets=not args.no_writesets,
+        write_behind=not args.sync_commit,
     )
     reports: list[BlockReport] = []
     started = time.perf_counter()
@@ -164,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-writesets",
         action="store_true",
         help="do not keep each block's write set in State Storage (validators)",
+    )
+    p.add_argument(
+        "--sync-commit",
+        action="store_true",
+        help="write each block's stores before the next block starts (default: write behind, "
+        "while the next block runs)",
     )
     p.add_argument(
         "--no-hints",

@@ -39,6 +39,7 @@ from coordinator.planner import BlockPlan, Planner, SenderPlanner
 from storage.committer import Committer
 from storage.keys import StateKey
 from storage.ss import FarReads, StorageView, store_identity
+from storage.write_behind import BehindReader
 
 
 class ComputeUnitAPI(Protocol):
@@ -238,6 +239,7 @@ class ChainRunner:
         verify: bool = True,
         keep_prior: bool = False,
         far_state: FarReads | None = None,
+        write_behind: bool = False,
         **storage: Any,
     ) -> None:
         """``preload``: execute over the preloaded predicted state (with a hint planner);
@@ -246,9 +248,12 @@ class ChainRunner:
         ``keep_prior``: read the pre-block value of every written key before commit (the
         node's state history); ``storage`` goes to the ``Committer`` (``keep_versions``,
         ``keep_writesets`` ...); ``far_state``: how workers on other machines read the
-        state (``compute_unit/remote_state.py``). The genesis is loaded into an empty data
-        directory only."""
+        state (``compute_unit/remote_state.py``); ``write_behind``: a block's stores are
+        written while the next block runs (``Committer.commit(background=True)``: the next
+        block reads the write set in flight from memory; ``settle`` waits for it). The genesis
+        is loaded into an empty data directory only."""
         self.far_state = far_state
+        self.write_behind = write_behind
         items = list(genesis)
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="evmpp-data-")
         self.committer = Committer(data_dir or self._tmp.name, **storage)
@@ -271,11 +276,24 @@ class ChainRunner:
         self._new_block_view()
 
     def _new_block_view(self) -> None:
-        self.snapshot = CachedReader(self.committer.ss)
-        number = self.committer.mark.number
-        self.remote = StorageView(
-            self.committer.ss.path, number, self.far_state, self._store_identity
-        )
+        """The next block's pre-state: as State Storage holds it, under the write set of the
+        block still being written behind, if one is."""
+        in_flight = self.committer.in_flight
+        written = self.committer.mark.number
+        ss = self.committer.ss
+        view = StorageView(ss.path, written, self.far_state, self._store_identity)
+        if in_flight is None:
+            self.state: Any = ss
+            self.remote: StateReader = view
+        else:
+            self.state = BehindReader(in_flight, ss)
+            self.remote = BehindReader(in_flight, view)
+        self.snapshot = CachedReader(self.state)
+
+    def settle(self) -> None:
+        """Wait until the last block's stores are written (``write_behind``)."""
+        self.committer.settle()
+        self._new_block_view()
 
     def close(self) -> None:
         if self.preloader is not None:
@@ -298,7 +316,9 @@ class ChainRunner:
         if self.preloader is None or predict is None:
             return
         self._prefetch = self.preloader.start(*preload_keys(predict(candidates, self.snapshot)))
-        self._prefetch_patches = []
+        # it reads State Storage: a block still written behind is not there yet
+        in_flight = self.committer.in_flight
+        self._prefetch_patches = [] if in_flight is None else [(in_flight.writes, in_flight.wiped)]
 
     def _preload(self, predictions: Sequence[Prediction]) -> PreloadedState:
         """The block's predicted state: the prefetched job's, patched, topped up with keys
@@ -306,11 +326,19 @@ class ChainRunner:
         static, dynamic = preload_keys(predictions)
         job, self._prefetch = self._prefetch, None
         if job is None:
-            return self.preloader.start(static, dynamic).result()
+            return self._behind(self.preloader.start(static, dynamic).result())
         state = job.result()
         for writes, wiped in self._prefetch_patches:
             state.patch(writes, wiped)
         state.dynamic_ms += state.read(self.committer.ss, static | dynamic)
+        return self._behind(state)
+
+    def _behind(self, state: PreloadedState) -> PreloadedState:
+        """Values read from State Storage while the last block is still written behind:
+        brought up to date with its write set."""
+        in_flight = self.committer.in_flight
+        if in_flight is not None:
+            state.patch(in_flight.writes, in_flight.wiped)
         return state
 
     def run_block(
@@ -380,7 +408,7 @@ class ChainRunner:
             block.writes, block.wiped = whole.writes, frozenset(whole.wiped)
         if self.keep_prior:
             keys = list(block.writes)
-            parallel.prior = dict(zip(keys, self.committer.ss.get_many(keys), strict=True))
+            parallel.prior = dict(zip(keys, self.state.get_many(keys), strict=True))
         started = time.perf_counter()
         number = env.header.block_number
         self.committing = True  # from here a failure leaves the stores to recover on open
@@ -394,7 +422,9 @@ class ChainRunner:
             hook = None
             if self.before_write is not None:
                 hook = partial(self.before_write, env, block, parallel.prior)
-            root = self.committer.commit(number, block.writes, block.wiped, before_write=hook)
+            root = self.committer.commit(
+                number, block.writes, block.wiped, before_write=hook, background=self.write_behind
+            )
         commit_s = time.perf_counter() - started
         parallel.elapsed_s += commit_s
         parallel.state_root = root

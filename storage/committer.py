@@ -11,6 +11,13 @@ result must give the root SS recorded. SC ahead: SC is rolled back to SS's block
 version of that block is still there). A store without write sets (validators) writes SC
 first, then SS, so only the second case can arise. Anything else is an error naming both
 marks; nothing is ever guessed.
+
+A write-behind commit (``background=True``) returns the root once SC has merkelized, and
+writes both stores on a thread of its own while the next block runs; that block reads the
+write set in flight from memory (``storage/write_behind.py``). The next commit (or
+``settle``, or ``close``) waits for it first: one block in flight at most, and SC's tries are
+never merkelized while their pages are being written. A crash meanwhile leaves the stores as a
+crash mid-commit does, and recovery is the same.
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ import gc
 import os
 import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from storage.keys import StateKey
 from storage.sc import StateCommitment
 from storage.ss import CommitMark, StateStorage, StorageError, db_options
+from storage.write_behind import InFlight
 from storage.writeset import decode_writeset
 
 CRASH_POINTS = ("before_writes", "after_sc", "after_ss")
@@ -59,6 +67,9 @@ class Committer:
         }
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")
+        self._behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-behind")
+        self._in_flight: tuple[InFlight, Future[bytes]] | None = None
+        self._failed: StorageError | None = None  # a write-behind that failed: no more commits
         self._commits = 0
         try:
             self.recovery = self._recover()
@@ -67,13 +78,52 @@ class Committer:
             raise
 
     def close(self) -> None:
-        self._io.shutdown()
-        self.ss.close()
-        self.sc.close()
+        try:
+            self.settle()
+        finally:
+            self._behind.shutdown()
+            self._io.shutdown()
+            self.ss.close()
+            self.sc.close()
 
     @property
     def mark(self) -> CommitMark | None:
+        """The last block State Storage holds (a block in flight is not there yet)."""
         return self.ss.last_committed()
+
+    @property
+    def in_flight(self) -> InFlight | None:
+        """The block being written behind, until ``settle`` (read it through a
+        ``BehindReader``)."""
+        return None if self._in_flight is None else self._in_flight[0]
+
+    @property
+    def head(self) -> int:
+        """The last block committed, in flight or written (-1: none)."""
+        if self._in_flight is not None:
+            return self._in_flight[0].number
+        mark = self.mark
+        return -1 if mark is None else mark.number
+
+    def settle(self) -> None:
+        """Wait for the block in flight to be written. A failed write is a ``StorageError``
+        naming the block, here and at every later commit: the stores are as after a crash
+        mid-commit, and only reopening (recovery) brings them back."""
+        if self._failed is not None:
+            raise self._failed
+        if self._in_flight is None:
+            return
+        block, future = self._in_flight
+        try:
+            future.result()
+        except Exception as err:
+            self._failed = StorageError(
+                f"{self.data_dir}: writing block {block.number} behind failed: "
+                f"{type(err).__name__}: {err}; reopen the store to recover"
+            )
+            raise self._failed from err
+        finally:
+            self._in_flight = None
 
     @property
     def state_root(self) -> bytes:
@@ -123,16 +173,24 @@ class Committer:
         wiped: Iterable[bytes],
         crash_at: str | None = None,
         before_write: Callable[[bytes], None] | None = None,
+        background: bool = False,
     ) -> bytes:
         """Persist one block; its state root. ``before_write(root)`` runs once the root is
         known and before either store is written (a node writes its block there, so a crash
-        leaves the block to roll the state forward with). ``crash_at`` kills the process
-        (tests)."""
+        leaves the block to roll the state forward with). ``background``: return once the
+        root is known and write behind (``in_flight`` until the next commit or ``settle``).
+        ``crash_at`` kills the process (tests)."""
+        self.settle()
         wiped = frozenset(wiped)
         records, _ = self.sc.update(writes, wiped)
+        root = self.sc.accounts.root_hash
         if before_write is not None:
-            before_write(self.sc.accounts.root_hash)
-        root = self._write(number, writes, wiped, records, crash_at)
+            before_write(root)
+        if background:
+            future = self._behind.submit(self._write, number, writes, wiped, records, crash_at)
+            self._in_flight = (InFlight(number, root, writes, wiped), future)
+        else:
+            root = self._write(number, writes, wiped, records, crash_at)
         self._settle_garbage()
         return root
 
@@ -147,6 +205,7 @@ class Committer:
 
         ``writes``/``wiped`` are the whole block's, as the steps add up to.
         """
+        self.settle()
         roots = []
         changed: dict[bytes, bytes | None] = {}
         for step_writes, step_wiped in steps:

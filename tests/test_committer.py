@@ -1,5 +1,6 @@
 """The committer: SS and SC at the same block, concurrent writes, and recovery after a
-process is killed (SIGKILL) in the middle of a block's commit."""
+process is killed (SIGKILL) in the middle of a block's commit, written in place or behind
+(``background``: on the committer's own thread, while the next block would run)."""
 
 import subprocess
 import sys
@@ -24,13 +25,16 @@ from storage.committer import Committer
 committer = Committer({data!r}, keep_writesets={keep!r})
 blocks = random_state_blocks(7, {count})
 for number, (writes, wiped) in enumerate(blocks[:-1], start=1):
-    committer.commit(number, writes, wiped)
+    committer.commit(number, writes, wiped, background={background!r})
 writes, wiped = blocks[-1]
-committer.commit({count}, writes, wiped, crash_at={point!r})
+committer.commit({count}, writes, wiped, crash_at={point!r}, background={background!r})
+committer.settle()
 """
 
 
-def kill_mid_commit(tmp_path: Path, point: str, keep_writesets: bool) -> Path:
+def kill_mid_commit(
+    tmp_path: Path, point: str, keep_writesets: bool, background: bool = False
+) -> Path:
     """A child process commits BLOCKS - 1 blocks, then is killed at ``point`` of the next."""
     data = tmp_path / "data"
     script = CHILD.format(
@@ -40,6 +44,7 @@ def kill_mid_commit(tmp_path: Path, point: str, keep_writesets: bool) -> Path:
         count=BLOCKS,
         point=point,
         keep=keep_writesets,
+        background=background,
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert result.returncode == -9, result.stderr.decode()[-2000:]
@@ -70,9 +75,10 @@ def test_blocks_commit_to_the_reference_roots(tmp_path):
     reopened.close()
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["in-place", "behind"])
 @pytest.mark.parametrize("point", CRASH_POINTS)
-def test_a_kill_mid_commit_recovers_to_the_last_block_both_hold(tmp_path, point):
-    data = kill_mid_commit(tmp_path, point, keep_writesets=True)
+def test_a_kill_mid_commit_recovers_to_the_last_block_both_hold(tmp_path, point, background):
+    data = kill_mid_commit(tmp_path, point, keep_writesets=True, background=background)
     committer = Committer(data)
     expected_block = BLOCKS if point == "after_ss" else BLOCKS - 1
     roots, model = reference(expected_block)
