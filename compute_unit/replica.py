@@ -21,8 +21,8 @@ from typing import Any
 
 from compute_unit.executor import BlockEnv, TransactionRunner, decode_known
 from compute_unit.mv_memory import Blocked, MVMemory, MVReader, entries_of
-from compute_unit.scheduler import ExecTask, LogEntry, TaskResult
-from compute_unit.state import StateReader
+from compute_unit.scheduler import Batch, ExecTask, LogEntry, TaskResult
+from compute_unit.state import RecordingReader, StateReader
 
 
 class Replica:
@@ -36,7 +36,8 @@ class Replica:
         senders: Sequence[bytes] | None = None,
     ) -> None:
         self.env = env
-        self.memory = MVMemory(base)
+        self.base = RecordingReader(base)  # its first reads go back with each batch
+        self.memory = MVMemory(self.base)
         self.raw_txs = raw_txs
         self.senders = senders
         self.applied = 0  # log entries applied
@@ -63,7 +64,7 @@ class Replica:
             tx = self._txs[index] = decode_known(self.env, self.raw_txs[index], sender)
         return tx
 
-    def run(self, tasks: Sequence[ExecTask]) -> list[TaskResult]:
+    def run(self, tasks: Sequence[ExecTask]) -> Batch:
         started = time.perf_counter()
         results: list[TaskResult] = []
         for task in sorted(tasks, key=lambda t: t.index):
@@ -74,7 +75,7 @@ class Replica:
                 entries = {} if outcome.invalid is not None else entries_of(outcome.access)
                 self.memory.record(task.index, entries)
         self.run_s += time.perf_counter() - started
-        return results
+        return Batch(results, self.base.take())
 
     def _run_one(self, task: ExecTask) -> TaskResult:
         index = task.index

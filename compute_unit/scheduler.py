@@ -34,7 +34,7 @@ from typing import Any
 
 from compute_unit.executor import TxOutcome
 from compute_unit.mv_memory import WIPE, Blocked, MVMemory, entries_of
-from compute_unit.state import StateReader, read_holds
+from compute_unit.state import CachedReader, StateReader, read_holds
 from storage.keys import SLOT, StateKey
 
 READY, RUNNING, EXECUTED, WAITING = "ready", "running", "executed", "waiting"
@@ -56,6 +56,15 @@ class TaskResult:
     outcome: TxOutcome | None = None
     blocked_on: int | None = None
     failed: str | None = None  # py-evm raised (over a speculative state, most often)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A worker's answer to a batch of tasks: each one's result, and the pre-block values it
+    read first while running them (the scheduler validates against those, not the store)."""
+
+    results: list[TaskResult]
+    base_reads: dict[StateKey, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,9 @@ class Scheduler:
     stats: StmStats = field(default_factory=StmStats)
 
     def __post_init__(self) -> None:
-        self.memory = MVMemory(self.base)
+        # the pre-block state as the workers read it: what they send back is not read again
+        self.pre_block = CachedReader(self.base)
+        self.memory = MVMemory(self.pre_block)
         self.log: list[LogEntry] = []
         self.incarnation = [0] * self.count
         self.status = [READY] * self.count
@@ -166,7 +177,12 @@ class Scheduler:
         heapq.heappush(self._queues.setdefault(self._lane[index], []), index)
 
     # -- results -----------------------------------------------------------------------------
-    def deliver(self, results: Sequence[TaskResult]) -> None:
+    def deliver(
+        self, results: Sequence[TaskResult], base_reads: dict[StateKey, Any] | None = None
+    ) -> None:
+        """Take a batch's results (and the pre-block values its worker read)."""
+        if base_reads:
+            self.pre_block.seed(base_reads)
         for result in sorted(results, key=lambda r: r.index):
             index = result.index
             if self.status[index] != RUNNING or result.incarnation != self.incarnation[index]:

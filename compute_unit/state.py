@@ -128,6 +128,33 @@ class CachedReader:
             value = self.values[key] = self.base.get(key)
             return value
 
+    def seed(self, values: Mapping[StateKey, Any]) -> None:
+        """Values another reader of the same state read (a worker's), so they are not read
+        again here; what is held already stays."""
+        for key, value in values.items():
+            self.values.setdefault(key, value)
+
+
+class RecordingReader(CachedReader):
+    """``CachedReader`` that also keeps what it read since the last ``take``: a worker's
+    pre-block reads, sent back with its results so the coordinator does not read them from
+    the store again (``CachedReader.seed``)."""
+
+    def __init__(self, base: StateReader) -> None:
+        super().__init__(base)
+        self._new: dict[StateKey, Any] = {}
+
+    def get(self, key: StateKey) -> Any:
+        try:
+            return self.values[key]
+        except KeyError:
+            value = self.values[key] = self._new[key] = self.base.get(key)
+            return value
+
+    def take(self) -> dict[StateKey, Any]:
+        new, self._new = self._new, {}
+        return new
+
 
 class WriteLayer:
     """Write sets applied in order on top of a reader, remembering which tx wrote each key."""

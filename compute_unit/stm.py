@@ -26,8 +26,8 @@ from typing import Protocol
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome
 from compute_unit.groups import Group, lanes_of, predecessors
 from compute_unit.replica import Replica
-from compute_unit.scheduler import ExecTask, LogEntry, Scheduler, StmStats, TaskResult
-from compute_unit.state import StateReader
+from compute_unit.scheduler import Batch, ExecTask, LogEntry, Scheduler, StmStats
+from compute_unit.state import CachedReader, StateReader
 
 
 class WorkerLost(RuntimeError):
@@ -50,7 +50,7 @@ class StmWorkers(Protocol):
         crash: CrashPlan | None,
     ) -> None: ...
     def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None: ...
-    def wait(self) -> tuple[int, list[TaskResult]]: ...
+    def wait(self) -> tuple[int, Batch]: ...
     def end(self) -> tuple[float, float]:
         """The block is over: the workers' seconds catching up and running, summed."""
         ...
@@ -60,6 +60,9 @@ class StmWorkers(Protocol):
 class StmRun:
     outcomes: dict[int, TxOutcome]
     stats: StmStats
+    # the pre-block state the outcomes were validated against, holding what the workers
+    # read (the final pass reads it rather than the store: None before the block ran)
+    pre_block: CachedReader | None = None
     batches: int = 0
     workers_busy_s: float = 0.0  # summed over workers: time with a batch in hand
     wall_s: float = 0.0
@@ -98,7 +101,7 @@ def run_block_stm(
     lanes = lanes_of(groups, workers.size, count) if groups else None
     after = predecessors(groups, count) if groups else None
     scheduler = Scheduler(count, base, lanes, after)
-    run = StmRun({}, scheduler.stats)
+    run = StmRun({}, scheduler.stats, scheduler.pre_block)
     if not raw_txs:
         return run
     workers.begin(env, base, raw_txs, senders, crash)
@@ -129,7 +132,7 @@ def run_block_stm(
                 run.idle_s += time.perf_counter() - idle_since
                 idle_since = None
             try:
-                slot, results = workers.wait()
+                slot, batch = workers.wait()
             except WorkerLost as lost:  # every batch it had in hand is gone with it
                 while in_hand[lost.slot]:
                     scheduler.give_back(in_hand[lost.slot].popleft()[0])
@@ -139,10 +142,10 @@ def run_block_stm(
             tasks, since = in_hand[slot].popleft()  # a worker's batches finish in order
             now = time.perf_counter()
             run.workers_busy_s += now - since
-            run.per_worker[slot] = run.per_worker.get(slot, 0) + len(results)
+            run.per_worker[slot] = run.per_worker.get(slot, 0) + len(batch.results)
             if not any(in_hand.values()):
                 idle_since = now
-            scheduler.deliver(results)
+            scheduler.deliver(batch.results, batch.base_reads)
             run.scheduler_s += time.perf_counter() - now
     finally:
         run.catch_up_s, run.run_s = workers.end()
@@ -175,7 +178,7 @@ class InlineWorkers:
     def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None:
         self._pending.append((slot, list(log), list(tasks)))
 
-    def wait(self) -> tuple[int, list[TaskResult]]:
+    def wait(self) -> tuple[int, Batch]:
         slots = sorted({slot for slot, _, _ in self._pending})
         chosen = self.rng.choice(slots) if self.rng else self._pending[0][0]
         at = next(i for i, (slot, _, _) in enumerate(self._pending) if slot == chosen)

@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from compute_unit.executor import BlockEnv, CrashPlan, TxOutcome, decode_known, run_group
 from compute_unit.groups import Group, assign_groups
 from compute_unit.replica import Replica
-from compute_unit.scheduler import ExecTask, LogEntry, TaskResult
+from compute_unit.scheduler import Batch, ExecTask, LogEntry
 from compute_unit.state import StateReader, WriteLayer
 from compute_unit.stm import StmRun, WorkerLost, run_block_stm
 
@@ -56,7 +56,7 @@ class ExecutionWorker:
         self.replica = Replica(env, base, raw_txs, senders)
         self.crash = crash
 
-    def stm_run(self, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> list[TaskResult]:
+    def stm_run(self, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> Batch:
         crash = getattr(self, "crash", None)
         if crash is not None and any(task.index == crash.index for task in tasks):
             os._exit(1)
@@ -201,7 +201,7 @@ class RayStmWorkers:
     def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None:
         self._pending[self.cu.workers[slot].stm_run.remote(list(log), list(tasks))] = slot
 
-    def wait(self) -> tuple[int, list[TaskResult]]:
+    def wait(self) -> tuple[int, Batch]:
         done, _ = ray.wait(list(self._pending), num_returns=1)
         slot = self._pending.pop(done[0])
         try:

@@ -154,9 +154,11 @@ class ParallelExecutor:
                 outcomes = self.cu.execute(env, remote or snapshot, groups, raw, crash, senders)
                 on_workers = time.perf_counter() - dispatched
         # after Block-STM the outcomes are final: this pass re-executes nothing (a check that
-        # costs comparisons) and assembles the write set and receipts
+        # costs comparisons) and assembles the write set and receipts, over the pre-block
+        # state the scheduler validated against (it holds what the workers read)
         validating = time.perf_counter()
-        block = validate_block(env, snapshot, txs, outcomes, self.drop_invalid)
+        pre_block = snapshot if stm_run is None else stm_run.pre_block
+        block = validate_block(env, pre_block, txs, outcomes, self.drop_invalid)
         done = time.perf_counter()
         result = ParallelResult(block, groups, done - started, fallback, stm=stm_run)
         result.on_workers_s = on_workers
