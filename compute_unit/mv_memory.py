@@ -163,13 +163,19 @@ class MVMemory:
             writers.append(next(self._below((WIPE, key[1]), position), (None,))[0])
         return max((w for w in writers if w is not None), default=None)
 
-    def next_writer(self, key: StateKey, index: int) -> int | None:
-        """The lowest transaction above ``index`` with an entry for ``key``."""
+    def next_overwrite(self, key: StateKey, index: int) -> int | None:
+        """The lowest transaction above ``index`` whose entry for ``key`` replaces the value
+        below it: readers above that one do not see ``index``'s entry. A ``Credit`` adds to
+        the value below and an ``ESTIMATE`` may become one, so neither hides it."""
         positions = self._positions.get(key)
         if not positions:
             return None
-        at = bisect_left(positions, index + 1)
-        return positions[at] if at < len(positions) else None
+        versions = self._data[key]
+        for at in range(bisect_left(positions, index + 1), len(positions)):
+            entry = versions[positions[at]]
+            if entry is not ESTIMATE and not isinstance(entry, Credit):
+                return positions[at]
+        return None
 
 
 class MVReader:

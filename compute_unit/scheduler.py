@@ -17,9 +17,13 @@ it found an ``ESTIMATE`` of. On an outcome the scheduler:
    final (running it sooner, over a writer that may itself be aborted, is how a hot key's
    chain of transactions re-executes over and over);
 3. wakes the transactions that waited for it;
-4. moves the commit frontier: the lowest transaction not yet final is final once executed
-   and valid against the store, since everything below it is final (so the result is the
-   sequential one).
+4. moves the commit frontier: the lowest transaction not yet final is final once executed,
+   since everything below it is final and it is valid against the store (so the result is
+   the sequential one). It is not validated again there: it was when its result came, and
+   again whenever an entry below it that it read changed (step 2); an aborted writer's
+   estimates hold the frontier below it until it runs again, and its new entries are
+   such a change. The coordinator's final pass (``compute_unit/blockstm.py``) checks that
+   nothing was left stale.
 
 Validation is a comparison of values (``read_holds``), cheap next to running py-evm; it runs
 here while the workers execute. The block is done when the frontier reaches its end.
@@ -251,14 +255,15 @@ class Scheduler:
 
     def _affected(self, index: int, changed: set[StateKey]) -> set[int]:
         """Executed transactions above ``index`` that may have read a changed entry: the
-        readers of each key up to its next writer (above that they read the next one's),
-        and of every slot of an address whose wipe changed."""
+        readers of each key up to the next entry that replaces its value (above that they
+        read that one's; credits in between add to it), and of every slot of an address
+        whose wipe changed."""
         affected: set[int] = set()
         for key in changed:
             readers = (
                 self._slot_readers.get(key[1], ()) if key[0] == WIPE else self._readers.get(key, ())
             )
-            upto = None if key[0] == WIPE else self.memory.next_writer(key, index)
+            upto = None if key[0] == WIPE else self.memory.next_overwrite(key, index)
             affected.update(t for t in readers if t > index and (upto is None or t <= upto))
         return affected
 
@@ -323,8 +328,6 @@ class Scheduler:
 
     def _advance(self) -> None:
         while self.frontier < self.count and self.status[self.frontier] == EXECUTED:
-            if not self._check(self.frontier):
-                return
             for waiting in sorted(self._final_waiters.pop(self.frontier, ())):
                 if self.status[waiting] == WAITING:
                     self._ready(waiting)
