@@ -11,6 +11,11 @@ Each case reports ``parallel_vs_one_worker`` (the groups path over the whole blo
 on one worker), ``serial_share`` (the parallel time spent outside the workers),
 ``critical_path_bound`` (total gas over the longest chain of actual dependencies) and, with
 ``--stm``, the same for Block-STM on the same workers (``stm_*``).
+
+``chained``: ``--chain-blocks`` consecutive low-contention blocks on one chain, each block's
+stores written behind while the next one runs (``ChainRunner(write_behind=True)``), timed
+per block from the first block's start to the last one's write landed, against the same
+stack on one worker; ``sync`` is the same with each block's stores written before the next.
 Writes ``bench/results/parallel_speedup.json``.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from pathlib import Path
 
 from bench.critical_path import critical_path_bound
@@ -120,6 +126,65 @@ def run_case(
     }
 
 
+def chain_case(
+    cu, genesis, mix: str, skew: float, txs: int, blocks: int, runs: int, seed: int, stm=None
+) -> dict:
+    """Consecutive blocks on one chain: ms per block, written behind and in place, on the
+    CU's workers and the whole of each block as one group on one worker."""
+    generator = BlockGenerator(genesis, Mix.parse(mix), skew, seed)
+    chain_blocks = [generator.block(txs) for _ in range(blocks)]
+    envs = [block_env(n, gas_limit=sum(tx.gas for tx in b)) for n, b in enumerate(chain_blocks, 1)]
+    items = list(genesis.state.items())
+    groups = ParallelExecutor(cu)
+    runners = {"parallel": groups, "one_worker": groups, **({"stm": stm} if stm else {})}
+
+    def run_chain(name: str, behind: bool, verify: bool = False) -> tuple[float, str]:
+        with ChainRunner(items, runners[name], verify=verify, write_behind=behind) as chain:
+            started = time.perf_counter()
+            for env, block in zip(envs, chain_blocks, strict=True):
+                whole = [list(range(len(block)))] if name == "one_worker" else None
+                report, _, _ = chain.import_block(env, block, groups=whole)
+                if verify and not report.matches:
+                    raise AssertionError(f"{name}: block {report.number} differs from py-evm")
+            chain.settle()
+            return (time.perf_counter() - started) / blocks, report.state_root
+
+    _, reference = run_chain("parallel", True, verify=True)  # checked against py-evm once
+    timed: dict[tuple[str, bool], list[float]] = {}
+    roots = {reference}
+    for _ in range(runs):
+        for behind in (True, False):
+            for name in runners:
+                per_block, root = run_chain(name, behind)
+                timed.setdefault((name, behind), []).append(per_block)
+                roots.add(root)
+
+    def ms(name: str, behind: bool) -> float:
+        return statistics.median(timed[(name, behind)]) * 1000
+
+    def side(behind: bool) -> dict:
+        one = ms("one_worker", behind)
+        row = {
+            "one_worker_ms_per_block": round(one, 1),
+            "parallel_ms_per_block": round(ms("parallel", behind), 1),
+            "parallel_vs_one_worker": round(one / ms("parallel", behind), 3),
+        }
+        if stm:
+            row["stm_ms_per_block"] = round(ms("stm", behind), 1)
+            row["stm_vs_one_worker"] = round(one / ms("stm", behind), 3)
+        return row
+
+    return {
+        "mix": mix,
+        "skew": skew,
+        "txs": txs,
+        "blocks": blocks,
+        **side(True),
+        "sync": side(False),
+        "roots_match": len(roots) == 1,
+    }
+
+
 def warmed_table(cu, genesis, mix: str, skew: float, txs: int, blocks: int) -> HintTable:
     """A hint table that has learnt from ``blocks`` other blocks of the mix (other seeds,
     each run from genesis on the workers)."""
@@ -143,6 +208,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--stm", action="store_true", help="time Block-STM side by side too")
     parser.add_argument("--warm-blocks", type=int, default=5, help="hint table warm-up blocks")
+    parser.add_argument("--chain-blocks", type=int, default=4, help="blocks in the chained case")
     args = parser.parse_args()
 
     genesis = build_genesis(args.accounts, seed=args.seed)
@@ -162,8 +228,14 @@ def main() -> None:
         hinted, genesis, mix, skew, args.txs, args.runs, args.seed, hinted_stm if stm else None
     )
     table.close()
+    mix, skew = CASES["low_contention"]
+    chained = chain_case(
+        cu, genesis, mix, skew, args.txs, args.chain_blocks, args.runs, args.seed, stm
+    )
     cu.shutdown()
     result["roots_match"] = all(case["roots_match"] for case in result.values())
+    result["chained"] = chained
+    result["roots_match"] = result["roots_match"] and chained["roots_match"]
     shares = [
         c[k] for c in result.values() if isinstance(c, dict) for k in c if "serial_share" in k
     ]
@@ -188,6 +260,13 @@ def main() -> None:
                 f"{name:<16} Block-STM {c['stm_ms']:>9.1f} ms, {c['stm_vs_one_worker']:.2f}x "
                 f"one worker, {c['stm_reexecutions_per_tx']:.3f} re-executions/tx"
             )
+    print(
+        f"chained ({chained['blocks']} blocks, written behind): "
+        f"{chained['parallel_ms_per_block']:.1f} ms/block, "
+        f"{chained['parallel_vs_one_worker']:.2f}x one worker "
+        f"(in place: {chained['sync']['parallel_vs_one_worker']:.2f}x)"
+        + (f"; Block-STM {chained['stm_vs_one_worker']:.2f}x" if stm else "")
+    )
     print(f"roots match: {result['roots_match']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -157,8 +157,10 @@ class PreloadedReader:
     def get(self, key: StateKey) -> Any:
         if self._index is None:  # once per worker process and block
             keys = self.table.column("key").to_pylist()
-            self._index = {k: i for i, k in enumerate(keys)}
+            # the values first: threads of one process may share the reader (the spaces of a
+            # block on in-process CUs), and one that sees the index must see them too
             self._values = self.table.column("value").combine_chunks()
+            self._index = {k: i for i, k in enumerate(keys)}
         row = self._index.get(encode_key(key))
         if row is None:
             self.misses += 1
