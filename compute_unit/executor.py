@@ -79,7 +79,8 @@ def _overlay_state_class(state_class: type[StateAPI]) -> type[StateAPI]:
 class TransactionRunner:
     """A py-evm state for one block over a reader; runs transactions one by one."""
 
-    def __init__(self, env: BlockEnv, reader: StateReader) -> None:
+    def __init__(self, env: BlockEnv, reader: StateReader, preimages: bool = True) -> None:
+        """``preimages``: record the Keccak preimages of each transaction (the learner's)."""
         self.env = env
         context = env.vm_class.create_execution_context(
             env.header, env.prev_hashes, ChainContext(env.chain_id)
@@ -87,6 +88,7 @@ class TransactionRunner:
         state_class = _overlay_state_class(env.vm_class.get_state_class())
         self.state: StateAPI = state_class(reader, context, env.header.state_root)
         self.account_db: OverlayAccountDB = self.state._account_db
+        self.account_db.record_preimages = preimages
         self.account_db.finish_transaction()  # drop what building the state looked at
 
     def run(self, index: int, tx: SignedTransactionAPI) -> TxOutcome:
@@ -124,12 +126,13 @@ def run_group(
     env: BlockEnv,
     layer: WriteLayer,
     indexed_txs: Sequence[tuple[int, SignedTransactionAPI]],
+    preimages: bool = True,
 ) -> list[TxOutcome]:
     """Run one group in order on ``layer``, each transaction seeing the earlier writes.
 
     The layer keeps the group's combined write set for the caller.
     """
-    runner = TransactionRunner(env, layer)
+    runner = TransactionRunner(env, layer, preimages)
     outcomes = []
     for index, tx in indexed_txs:
         outcome = runner.run(index, tx)

@@ -163,18 +163,22 @@ class MVMemory:
             writers.append(next(self._below((WIPE, key[1]), position), (None,))[0])
         return max((w for w in writers if w is not None), default=None)
 
-    def next_overwrite(self, key: StateKey, index: int) -> int | None:
+    def next_overwrite(self, key: StateKey, index: int, upto: int | None = None) -> int | None:
         """The lowest transaction above ``index`` whose entry for ``key`` replaces the value
         below it: readers above that one do not see ``index``'s entry. A ``Credit`` adds to
-        the value below and an ``ESTIMATE`` may become one, so neither hides it."""
+        the value below and an ``ESTIMATE`` may become one, so neither hides it. Looked for
+        up to ``upto`` only (None past it)."""
         positions = self._positions.get(key)
         if not positions:
             return None
         versions = self._data[key]
         for at in range(bisect_left(positions, index + 1), len(positions)):
-            entry = versions[positions[at]]
+            position = positions[at]
+            if upto is not None and position > upto:
+                return None
+            entry = versions[position]
             if entry is not ESTIMATE and not isinstance(entry, Credit):
-                return positions[at]
+                return position
         return None
 
 

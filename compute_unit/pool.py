@@ -43,13 +43,13 @@ class CuPool:
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
         senders: Sequence[bytes] | None = None,
+        preimages: bool = True,
     ) -> dict[int, TxOutcome]:
         shares = self._shares(groups)
         futures = {
-            self._threads.submit(cu.execute, env, snapshot, share, raw_txs, crash, senders): (
-                cu,
-                share,
-            )
+            self._threads.submit(
+                cu.execute, env, snapshot, share, raw_txs, crash, senders, preimages
+            ): (cu, share)
             for cu, share in zip(self.cus, shares, strict=True)
             if share
         }
@@ -58,7 +58,9 @@ class CuPool:
             try:
                 outcomes.update(future.result())
             except Exception as err:  # the CU is gone: its work runs elsewhere
-                outcomes.update(self._rerun(env, snapshot, share, raw_txs, cu, err, senders))
+                outcomes.update(
+                    self._rerun(env, snapshot, share, raw_txs, cu, err, senders, preimages)
+                )
         return outcomes
 
     def _shares(self, groups: Sequence[Group]) -> list[list[Group]]:
@@ -80,6 +82,7 @@ class CuPool:
         failed: Any,
         err: Exception,
         senders: Sequence[bytes] | None = None,
+        preimages: bool = True,
     ) -> dict[int, TxOutcome]:
         others = [cu for cu in self.cus if cu is not failed]
         where = others[0].name if others else "the coordinator"
@@ -88,13 +91,14 @@ class CuPool:
             f"its {len(share)} groups re-run on {where}"
         )
         if others:
-            return others[0].execute(env, snapshot, share, raw_txs, None, senders)
+            return others[0].execute(env, snapshot, share, raw_txs, None, senders, preimages)
         outcomes: dict[int, TxOutcome] = {}
         for group in share:
             txs = [
                 (i, decode_known(env, raw_txs[i], senders[i] if senders else None)) for i in group
             ]
-            outcomes.update((o.index, o) for o in run_group(env, WriteLayer(snapshot), txs))
+            layer = WriteLayer(snapshot)
+            outcomes.update((o.index, o) for o in run_group(env, layer, txs, preimages))
         return outcomes
 
     def close(self) -> None:

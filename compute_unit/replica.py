@@ -34,8 +34,10 @@ class Replica:
         base: StateReader,
         raw_txs: Sequence[bytes],
         senders: Sequence[bytes] | None = None,
+        preimages: bool = True,
     ) -> None:
         self.env = env
+        self.preimages = preimages
         self.base = RecordingReader(base)  # its first reads go back with each batch
         self.memory = MVMemory(self.base)
         self.raw_txs = raw_txs
@@ -81,7 +83,7 @@ class Replica:
         index = task.index
         self._reader.at(index)
         if self._runner is None:
-            self._runner = TransactionRunner(self.env, self._reader)
+            self._runner = TransactionRunner(self.env, self._reader, self.preimages)
         try:
             outcome = self._runner.run(index, self._tx(index))
         except Blocked as blocked:

@@ -263,8 +263,11 @@ class Scheduler:
             readers = (
                 self._slot_readers.get(key[1], ()) if key[0] == WIPE else self._readers.get(key, ())
             )
-            upto = None if key[0] == WIPE else self.memory.next_overwrite(key, index)
-            affected.update(t for t in readers if t > index and (upto is None or t <= upto))
+            above = [t for t in readers if t > index]
+            if not above:  # the coinbase: every transaction credits it, few read it
+                continue
+            upto = None if key[0] == WIPE else self.memory.next_overwrite(key, index, max(above))
+            affected.update(t for t in above if upto is None or t <= upto)
         return affected
 
     def _invalid_early(self, index: int, outcome: TxOutcome) -> None:

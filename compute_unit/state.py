@@ -203,6 +203,9 @@ class OverlayAccountDB(AccountDatabaseAPI):
 
     def __init__(self, db: StateReader, state_root: bytes = BLANK_ROOT_HASH) -> None:
         self._view = db
+        # Keccak preimages are for the hint learner: a block whose planner learns nothing
+        # from them does not record them (nor send them back from the workers)
+        self.record_preimages = True
         self._reset()
 
     def _reset(self) -> None:
@@ -289,7 +292,8 @@ class OverlayAccountDB(AccountDatabaseAPI):
 
     def note_preimage(self, digest: bytes, data: bytes) -> None:
         """A Keccak hash the execution computed (``compute_unit/preimages.py``)."""
-        self._preimages[digest] = data
+        if self.record_preimages:
+            self._preimages[digest] = data
 
     # -- storage ---------------------------------------------------------------------------
     def get_storage(self, address: bytes, slot: int, from_journal: bool = True) -> int:

@@ -48,6 +48,7 @@ class StmWorkers(Protocol):
         raw_txs: Sequence[bytes],
         senders: Sequence[bytes] | None,
         crash: CrashPlan | None,
+        preimages: bool = True,
     ) -> None: ...
     def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None: ...
     def wait(self) -> tuple[int, Batch]: ...
@@ -87,6 +88,7 @@ def run_block_stm(
     senders: Sequence[bytes] | None = None,
     groups: Sequence[Group] | None = None,
     crash: CrashPlan | None = None,
+    preimages: bool = True,
     most: int = 32,
     depth: int = 2,
 ) -> StmRun:
@@ -104,7 +106,7 @@ def run_block_stm(
     run = StmRun({}, scheduler.stats, scheduler.pre_block)
     if not raw_txs:
         return run
-    workers.begin(env, base, raw_txs, senders, crash)
+    workers.begin(env, base, raw_txs, senders, crash, preimages)
     sent = [0] * workers.size  # log entries each worker's replica has
     in_hand: dict[int, deque[tuple[list[ExecTask], float]]] = {
         slot: deque() for slot in range(workers.size)
@@ -171,9 +173,9 @@ class InlineWorkers:
         self._replicas: dict[int, Replica] = {}
         self._block: tuple | None = None
 
-    def begin(self, env, base, raw_txs, senders, crash) -> None:
-        self._block = (env, base, raw_txs, senders)
-        self._replicas = {slot: Replica(env, base, raw_txs, senders) for slot in range(self.size)}
+    def begin(self, env, base, raw_txs, senders, crash, preimages=True) -> None:
+        self._block = (env, base, raw_txs, senders, preimages)
+        self._replicas = {slot: Replica(*self._block) for slot in range(self.size)}
 
     def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None:
         self._pending.append((slot, list(log), list(tasks)))

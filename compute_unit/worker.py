@@ -35,13 +35,14 @@ class ExecutionWorker:
         snapshot: StateReader,
         groups: Sequence[Sequence[tuple[int, bytes, bytes | None]]],
         crash: CrashPlan | None = None,
+        preimages: bool = True,
     ) -> list[TxOutcome]:
         outcomes: list[TxOutcome] = []
         for group in groups:
             if crash is not None and any(index == crash.index for index, _, _ in group):
                 os._exit(1)
             txs = [(index, decode_known(env, raw, sender)) for index, raw, sender in group]
-            outcomes.extend(run_group(env, WriteLayer(snapshot), txs))
+            outcomes.extend(run_group(env, WriteLayer(snapshot), txs, preimages))
         return outcomes
 
     # -- Block-STM (``compute_unit/stm.py``): a replica per block, batches of tasks ----------
@@ -52,8 +53,9 @@ class ExecutionWorker:
         raw_txs: Sequence[bytes],
         senders: Sequence[bytes] | None,
         crash: CrashPlan | None = None,
+        preimages: bool = True,
     ) -> None:
-        self.replica = Replica(env, base, raw_txs, senders)
+        self.replica = Replica(env, base, raw_txs, senders, preimages)
         self.crash = crash
 
     def stm_run(self, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> Batch:
@@ -133,11 +135,13 @@ class ComputeUnit:
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
         senders: Sequence[bytes] | None = None,
+        preimages: bool = True,
     ) -> dict[int, TxOutcome]:
         """Run every group on the workers; returns outcomes by block index.
 
         The snapshot is put in the object store once and shared by all workers;
-        ``senders`` (recovered already) go with their transactions.
+        ``senders`` (recovered already) go with their transactions; ``preimages``: the
+        outcomes carry the Keccak preimages (for the hint learner).
         """
         snapshot_ref = ray.put(snapshot)
         shares = [
@@ -145,7 +149,7 @@ class ComputeUnit:
             for share in assign_groups(groups, self.size)
         ]
         pending = {
-            self.workers[slot].run_groups.remote(env, snapshot_ref, share, crash): slot
+            self.workers[slot].run_groups.remote(env, snapshot_ref, share, crash, preimages): slot
             for slot, share in enumerate(shares)
             if share
         }
@@ -158,7 +162,9 @@ class ComputeUnit:
             except RayActorError:
                 self.restarts += 1
                 self.workers[slot] = self._spawn(slot)
-                retry = self.workers[slot].run_groups.remote(env, snapshot_ref, shares[slot])
+                retry = self.workers[slot].run_groups.remote(
+                    env, snapshot_ref, shares[slot], None, preimages
+                )
                 pending[retry] = slot
                 continue
             outcomes.update((outcome.index, outcome) for outcome in results)
@@ -172,9 +178,11 @@ class ComputeUnit:
         senders: Sequence[bytes] | None = None,
         groups: Sequence[Group] | None = None,
         crash: CrashPlan | None = None,
+        preimages: bool = True,
     ) -> StmRun:
         """The block by Block-STM on this CU's workers (``compute_unit/stm.py``)."""
-        return run_block_stm(env, snapshot, raw_txs, RayStmWorkers(self), senders, groups, crash)
+        workers = RayStmWorkers(self)
+        return run_block_stm(env, snapshot, raw_txs, workers, senders, groups, crash, preimages)
 
     def shutdown(self) -> None:
         for worker in self.workers:
@@ -193,10 +201,11 @@ class RayStmWorkers:
         self._begin: tuple | None = None
         self._pending: dict[ray.ObjectRef, int] = {}
 
-    def begin(self, env, base, raw_txs, senders, crash) -> None:
+    def begin(self, env, base, raw_txs, senders, crash, preimages=True) -> None:
         self._begin = (env, ray.put(base), ray.put(list(raw_txs)), senders and list(senders))
+        self._preimages = preimages
         for worker in self.cu.workers:  # calls to one actor run in order: no wait needed
-            worker.stm_begin.remote(*self._begin, crash)
+            worker.stm_begin.remote(*self._begin, crash, preimages)
 
     def submit(self, slot: int, log: Sequence[LogEntry], tasks: Sequence[ExecTask]) -> None:
         self._pending[self.cu.workers[slot].stm_run.remote(list(log), list(tasks))] = slot
@@ -210,7 +219,7 @@ class RayStmWorkers:
             self._pending = {ref: s for ref, s in self._pending.items() if s != slot}
             self.cu.restarts += 1
             self.cu.workers[slot] = self.cu._spawn(slot)
-            self.cu.workers[slot].stm_begin.remote(*self._begin, None)
+            self.cu.workers[slot].stm_begin.remote(*self._begin, None, self._preimages)
             raise WorkerLost(slot) from err
 
     def end(self) -> tuple[float, float]:

@@ -8,9 +8,10 @@ block must give byte-identical receipts, the same gas and the same state root.
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -56,10 +57,24 @@ class ComputeUnitAPI(Protocol):
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
         senders: Sequence[bytes] | None = None,
+        preimages: bool = True,
     ) -> dict[int, TxOutcome]: ...
 
 
 DEFAULT_FALLBACK = FallbackPolicy()
+VIEW_SAMPLE = 64  # pre-block values the workers read, checked against the store per block
+
+
+def same_pre_state(
+    values: Mapping[StateKey, Any], snapshot: StateReader, sample: int = VIEW_SAMPLE
+) -> bool:
+    """Whether a sample of the pre-block values the workers read (and Block-STM validated
+    against) is what the coordinator's own view of the store holds: a worker's view that is
+    wrong (a store not caught up, a bad preload patch or overlay) shows in many keys."""
+    keys = list(values)
+    if len(keys) > sample:
+        keys = random.Random(len(keys)).sample(keys, sample)
+    return all(snapshot.get(key) == values[key] for key in keys)
 
 
 @dataclass
@@ -136,28 +151,37 @@ class ParallelExecutor:
             groups = plan.groups
             if self.policy is not None:
                 fallback = sequential_reason(groups, plan.weights, self.policy)
+        preimages = self.planner.wants_preimages  # the outcomes are leaner without
         if fallback is not None:
             groups = [list(range(len(txs)))]
-            in_order = run_group(env, WriteLayer(local or snapshot), list(enumerate(txs)))
+            layer = WriteLayer(local or snapshot)
+            in_order = run_group(env, layer, list(enumerate(txs)), preimages)
             outcomes = {outcome.index: outcome for outcome in in_order}
         else:
             raw = [tx.encode() for tx in txs]
             senders = known_senders(txs)
             execute_stm = getattr(self.cu, "execute_stm", None) if self.stm else None
             if execute_stm is not None:
-                stm_run = execute_stm(env, remote or snapshot, raw, senders, groups, crash)
+                stm_run = execute_stm(
+                    env, remote or snapshot, raw, senders, groups, crash, preimages
+                )
             if stm_run is not None:
                 outcomes = stm_run.outcomes
                 on_workers = stm_run.wall_s - stm_run.idle_s
             else:
                 dispatched = time.perf_counter()
-                outcomes = self.cu.execute(env, remote or snapshot, groups, raw, crash, senders)
+                outcomes = self.cu.execute(
+                    env, remote or snapshot, groups, raw, crash, senders, preimages
+                )
                 on_workers = time.perf_counter() - dispatched
         # after Block-STM the outcomes are final: this pass re-executes nothing (a check that
         # costs comparisons) and assembles the write set and receipts, over the pre-block
-        # state the scheduler validated against (it holds what the workers read)
+        # state the scheduler validated against (it holds what the workers read), once a
+        # sample of it matches the store; else over the store, re-executing what read wrong
         validating = time.perf_counter()
-        pre_block = snapshot if stm_run is None else stm_run.pre_block
+        pre_block = snapshot
+        if stm_run is not None and same_pre_state(stm_run.pre_block.values, snapshot):
+            pre_block = stm_run.pre_block
         block = validate_block(env, pre_block, txs, outcomes, self.drop_invalid)
         done = time.perf_counter()
         result = ParallelResult(block, groups, done - started, fallback, stm=stm_run)
@@ -298,12 +322,14 @@ class ChainRunner:
         self._new_block_view()
 
     def close(self) -> None:
-        if self.preloader is not None:
-            self.preloader.close()
-        StorageView.opened.release(str(self.committer.ss.path))
-        self.committer.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        try:
+            if self.preloader is not None:
+                self.preloader.close()
+            StorageView.opened.release(str(self.committer.ss.path))
+            self.committer.close()  # a failed write behind is raised here, after closing
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
 
     def __enter__(self) -> ChainRunner:
         return self

@@ -53,6 +53,10 @@ class BlockPlan:
 class Planner:
     """Plans a block's groups; after validation, may learn from what ran."""
 
+    # whether ``learn`` reads the Keccak preimages of each transaction's execution (the
+    # workers record and send them back only then)
+    wants_preimages = False
+
     def plan(
         self,
         env: BlockEnv,
@@ -95,6 +99,8 @@ class SenderPlanner(Planner):
 
 class HintPlanner(Planner):
     """Prediction from a hint table, conflict-graph grouping, learning after each block."""
+
+    wants_preimages = True
 
     def __init__(self, table: HintTable, settings: LearnerSettings | None = None) -> None:
         self.table = table

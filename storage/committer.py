@@ -97,14 +97,6 @@ class Committer:
         ``BehindReader``)."""
         return None if self._in_flight is None else self._in_flight[0]
 
-    @property
-    def head(self) -> int:
-        """The last block committed, in flight or written (-1: none)."""
-        if self._in_flight is not None:
-            return self._in_flight[0].number
-        mark = self.mark
-        return -1 if mark is None else mark.number
-
     def settle(self) -> None:
         """Wait for the block in flight to be written. A failed write is a ``StorageError``
         naming the block, here and at every later commit: the stores are as after a crash
@@ -123,7 +115,10 @@ class Committer:
             )
             raise self._failed from err
         finally:
-            self._in_flight = None
+            # forgotten only once written (or failed): interrupted while waiting (Ctrl-C),
+            # the write goes on, and the next commit must still wait for it
+            if future.done():
+                self._in_flight = None
 
     @property
     def state_root(self) -> bytes:

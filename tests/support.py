@@ -39,6 +39,7 @@ class InlineComputeUnit:
         raw_txs: Sequence[bytes],
         crash: CrashPlan | None = None,
         senders: Sequence[bytes] | None = None,
+        preimages: bool = True,
     ) -> dict[int, TxOutcome]:
         if self.fail_next:
             self.fail_next = False
@@ -47,15 +48,18 @@ class InlineComputeUnit:
         self.executed += len(groups)
         for group in groups:
             txs = [(i, decode_known(env, raw_txs[i], senders and senders[i])) for i in group]
-            outcomes.update((o.index, o) for o in run_group(env, WriteLayer(snapshot), txs))
+            layer = WriteLayer(snapshot)
+            outcomes.update((o.index, o) for o in run_group(env, layer, txs, preimages))
         return outcomes
 
-    def execute_stm(self, env, snapshot, raw_txs, senders=None, groups=None, crash=None):
+    def execute_stm(
+        self, env, snapshot, raw_txs, senders=None, groups=None, crash=None, preimages=True
+    ):
         """Block-STM on in-process workers (``stm_seed``: their order of completion)."""
         from compute_unit.stm import InlineWorkers, run_block_stm
 
         workers = InlineWorkers(self.size, self.stm_seed)
-        run = run_block_stm(env, snapshot, raw_txs, workers, senders, groups, crash)
+        run = run_block_stm(env, snapshot, raw_txs, workers, senders, groups, crash, preimages)
         self.executed += workers.ran
         return run
 

@@ -29,35 +29,55 @@ MIX = "swap=0.4,erc20=0.4,mint=0.1,deploy=0.05,revert=0.05"
 
 
 class HeldWrites:
-    """Holds every State Storage batch until released, recording what was in flight when."""
+    """Holds each block's State Storage batch until the test releases that block."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.release = threading.Event()
-        self.held = 0
+        self._gates: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
         write_block = StateStorage.write_block
 
         def held_write(store, mark, *args, **kwargs):
             if mark.number > 0:  # the genesis is written in place
-                self.held += 1
-                assert self.release.wait(30), "the writer was never released"
+                assert self._gate(mark.number).wait(30), f"block {mark.number} never released"
             return write_block(store, mark, *args, **kwargs)
 
         monkeypatch.setattr(StateStorage, "write_block", held_write)
 
+    def _gate(self, number: int) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(number, threading.Event())
 
-def test_background_commits_give_the_reference_roots_and_read_in_flight(tmp_path):
+    def release(self, number: int, after: float = 0.0) -> None:
+        if after:
+            threading.Timer(after, self._gate(number).set).start()
+        else:
+            self._gate(number).set()
+
+
+def assert_write_in_flight(committer: Committer, number: int) -> None:
+    """Block ``number`` is committed (its root known) and not yet in State Storage."""
+    assert committer.in_flight is not None and committer.in_flight.number == number
+    mark = committer.mark
+    assert (mark.number if mark else 0) == number - 1
+
+
+def test_background_commits_give_the_reference_roots_and_read_in_flight(tmp_path, monkeypatch):
+    held = HeldWrites(monkeypatch)
     roots, model = reference(5)
     blocks = random_state_blocks(7, 5)
     committer = Committer(tmp_path / "data", levels=1, page_target=512)
     for number, (writes, wiped) in enumerate(blocks, start=1):
+        if number > 1:
+            held.release(number - 1)  # the next commit waits for it first
         assert committer.commit(number, writes, wiped, background=True) == roots[number]
-        in_flight = committer.in_flight
-        assert in_flight is not None and in_flight.number == number == committer.head
+        assert_write_in_flight(committer, number)
     keys = sorted(model.data, key=repr)
     # before it lands, the last block reads from memory over the store as last written
     reader = BehindReader(committer.in_flight, committer.ss)
     assert reader.get_many(keys) == [model.data[k] for k in keys]
     assert [reader.get(k) for k in keys] == [model.data[k] for k in keys]
+    assert committer.ss.get_many(keys) != [model.data[k] for k in keys]  # the store: block 4
+    held.release(5)
     committer.settle()
     assert committer.in_flight is None and committer.mark.number == 5
     assert committer.ss.get_many(keys) == [model.data[k] for k in keys]
@@ -83,54 +103,76 @@ def test_a_slot_written_zero_or_wiped_reads_as_absent():
     assert [reader.get(k) for k in keys] == reader.get_many(keys) == [None, None, 5]
 
 
+def releasing_at_execute(chain: ChainRunner, held: HeldWrites) -> list[int]:
+    """Each block from the second one asserts, as it starts on the workers, that the block
+    before it is still being written (admission and planning read through it too), then lets
+    that write go on; the block numbers checked so."""
+    checked: list[int] = []
+    execute = chain.executor.execute
+
+    def spy(env, *args, **kwargs):
+        number = env.header.block_number
+        if number > 1:
+            assert_write_in_flight(chain.committer, number - 1)
+            checked.append(number)
+            held.release(number - 1, after=0.05)  # lands while this block runs
+        return execute(env, *args, **kwargs)
+
+    chain.executor.execute = spy
+    return checked
+
+
 @pytest.mark.parametrize("stm", [False, True], ids=["groups", "stm"])
 def test_next_block_runs_over_the_write_in_flight(monkeypatch, stm):
     held = HeldWrites(monkeypatch)
     genesis = small_genesis()
     gen = generator(genesis, MIX, 1.0, seed=8)
-    cu = InlineComputeUnit(2)
-    executor = ParallelExecutor(cu, policy=None, stm=stm)
-    in_flight_at_start = []
-    execute = executor.execute
-
-    def spy(*args, **kwargs):
-        in_flight_at_start.append(chain.committer.in_flight is not None)
-        if len(in_flight_at_start) > 1:
-            # the writer goes on once this block is under way, reading the last one's writes
-            threading.Timer(0.05, held.release.set).start()
-        return execute(*args, **kwargs)
-
-    executor.execute = spy
-    chain = ChainRunner(genesis.state.items(), executor, write_behind=True)
-    with chain:
+    executor = ParallelExecutor(InlineComputeUnit(2), policy=None, stm=stm)
+    with ChainRunner(genesis.state.items(), executor, write_behind=True) as chain:
+        checked = releasing_at_execute(chain, held)
         for number in (1, 2, 3):
-            held.release.clear()
             txs = gen.block(50)
             report, _, _ = chain.run_block(env_for(number, txs), txs)
             assert_identical(report)
             assert_reached_workers(chain, report)
+            assert report.rejected == 0  # admission read the nonces in flight
+        held.release(3)
         chain.settle()
         assert chain.committer.mark.number == 3
-    assert in_flight_at_start == [False, True, True]
-    assert held.held == 3
+    assert checked == [2, 3]
 
 
 def test_prefetch_and_preload_read_through_the_write_in_flight(monkeypatch):
     """The next block's state is preloaded while the last one is still written: what the
-    preloader read from State Storage is patched with the write set in flight."""
+    preloader read from State Storage is patched with the write set in flight, so every
+    preloaded value is the block's pre-state."""
     held = HeldWrites(monkeypatch)
-    held.release.set()  # each block's write lands while the next one plans (a short hold)
     genesis = small_genesis()
     gen = generator(genesis, "swap=0.4,erc20=0.45,mint=0.15", 1.2, 21)
     blocks = [gen.block(60) for _ in range(5)]
     executor = ParallelExecutor(InlineComputeUnit(2), HintPlanner(HintTable()), policy=None)
     with ChainRunner(genesis.state.items(), executor, preload=True, write_behind=True) as chain:
+        checked = releasing_at_execute(chain, held)
+        preload = chain._preload
+        compared = []
+
+        def checked_preload(predictions):
+            state = preload(predictions)
+            if chain.committer.in_flight is not None:
+                assert chain.committer.mark.number < chain.committer.in_flight.number
+                for key, value in state.values.items():
+                    assert value == chain.snapshot.get(key), key
+                compared.append(len(state.values))
+            return state
+
+        chain._preload = checked_preload
         for number, txs in enumerate(blocks, start=1):
             if number < len(blocks):
                 chain.prefetch(blocks[number])
             report, _, _ = chain.run_block(env_for(number, txs), txs)
             assert_identical(report)
-    assert report.preloaded > 0
+        held.release(len(blocks))
+    assert checked == [2, 3, 4, 5] and len(compared) == 4 and min(compared) > 0
 
 
 def test_a_failed_write_behind_stops_the_chain_with_the_block_named(tmp_path, monkeypatch):
