@@ -27,6 +27,7 @@ from rlp.codec import encode_raw
 
 from compute_unit.state import StateReader
 from storage.keys import ACCT, SLOT, AccountFields, StateKey, int_bytes
+from storage.write_behind import stored_after
 
 SCHEMA = pa.schema([("key", pa.binary()), ("value", pa.binary())])
 
@@ -84,11 +85,9 @@ class PreloadedState:
         """Bring values read before a block committed up to date with its write set."""
         wiped = set(wiped)
         for key in self.values:
-            if key in writes:
-                value = writes[key]
-                self.values[key] = None if key[0] == SLOT and not value else value
-            elif key[0] == SLOT and key[1] in wiped:
-                self.values[key] = None
+            decided, value = stored_after(key, writes, wiped)
+            if decided:
+                self.values[key] = value
 
     def table(self) -> pa.Table:
         keys = sorted(self.values, key=encode_key)

@@ -62,7 +62,7 @@ class StmRun:
     outcomes: dict[int, TxOutcome]
     stats: StmStats
     # the pre-block state the outcomes were validated against, holding what the workers
-    # read (the final pass reads it rather than the store: None before the block ran)
+    # read (the final pass reads it rather than the store, once a sample of it agrees)
     pre_block: CachedReader | None = None
     batches: int = 0
     workers_busy_s: float = 0.0  # summed over workers: time with a batch in hand

@@ -9,11 +9,24 @@ block N + 1 reads N's write set from memory, through ``BehindReader``, and the s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from storage.keys import SLOT, StateKey
+
+
+def stored_after(
+    key: StateKey, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]
+) -> tuple[bool, Any]:
+    """Whether a block's write set decides ``key``, and its value in State Storage once the
+    block is written: a slot written 0 or wiped reads ``None``, as an absent slot does."""
+    if key in writes:
+        value = writes[key]
+        return True, None if key[0] == SLOT and not value else value
+    if key[0] == SLOT and key[1] in wiped:
+        return True, None
+    return False, None
 
 
 @dataclass(frozen=True)
@@ -38,14 +51,7 @@ class BehindReader:
         self.base = base
 
     def _value(self, key: StateKey) -> tuple[bool, Any]:
-        """(whether the block in flight decides the key, its value then)."""
-        writes = self.in_flight.writes
-        if key in writes:
-            value = writes[key]
-            return True, None if key[0] == SLOT and not value else value
-        if key[0] == SLOT and key[1] in self.in_flight.wiped:
-            return True, None
-        return False, None
+        return stored_after(key, self.in_flight.writes, self.in_flight.wiped)
 
     def get(self, key: StateKey) -> Any:
         decided, value = self._value(key)

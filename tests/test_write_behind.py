@@ -198,3 +198,18 @@ def test_a_failed_write_behind_stops_the_chain_with_the_block_named(tmp_path, mo
     assert reopened.mark.number == 1 and reopened.state_root == roots[1]
     assert reopened.commit(2, *blocks[1]) == roots[2]
     reopened.close()
+
+
+def test_a_worker_view_that_disagrees_with_the_store_is_not_trusted():
+    """The final Block-STM pass reads the workers' pre-block values only if a sample of them
+    matches the coordinator's own view; one wrong value in the sample is enough."""
+    from compute_unit.state import DictSnapshot
+    from coordinator.pipeline import same_pre_state
+    from storage.keys import ACCT, AccountFields
+
+    store = DictSnapshot()
+    values = {(ACCT, bytes([i]) * 20): AccountFields(i, 10) for i in range(10)}
+    store.apply(values, ())
+    assert same_pre_state(values, store)
+    wrong = {**values, (ACCT, bytes([3]) * 20): AccountFields(3, 11)}
+    assert not same_pre_state(wrong, store)
