@@ -19,6 +19,7 @@ from compute_unit.worker import ComputeUnit
 from coordinator.hints import DEFAULT_CAP_BYTES, HintTable
 from coordinator.pipeline import BlockReport, ChainRunner, ParallelExecutor
 from coordinator.planner import HintPlanner
+from storage.sc import DEFAULT_KEEP_VERSIONS
 
 COLUMNS = (
     ("block", 6, "number"),
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         ParallelExecutor(cu, None if table is None else HintPlanner(table)),
         args.data_dir or None,
         preload=table is not None,
-        keep_versions=args.keep_versions,
+        keep_versions=args.keep_versions or None,
         keep_writesets=not args.no_writesets,
         write_behind=not args.sync_commit,
     )
@@ -158,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-versions",
         type=int,
-        default=None,
-        help="keep the state commitment of the last N blocks only (default: all)",
+        default=DEFAULT_KEEP_VERSIONS,
+        help="keep the state commitment of the last N blocks only, N >= 2 (default: "
+        f"{DEFAULT_KEEP_VERSIONS}, as geth keeps 128 diff layers; 0 keeps all, an archive)",
     )
     p.add_argument(
         "--no-writesets",

@@ -11,9 +11,24 @@ commit each block in turn (``SideProcess``).
   every node under its hash in a RocksDB of its own, each block's new nodes in one batch
   (``squash_changes``: only the block's final nodes are written, as clients do).
 
-Per block: DB writes (batch operations), bytes written, commit ms. Then random account reads:
-DB reads per lookup (ours: SS index + account record; baseline: trie nodes from the root),
-and RocksDB's own tickers after a flush. Writes ``bench/results/storage_bench.json``.
+The baseline also keeps a flat snapshot (geth's layout: ``a`` ‖ keccak(address) -> slim
+account, ``o`` ‖ keccak(address) ‖ keccak(slot) -> value), since our State Storage is one; so
+``total_bytes_ratio`` compares like with like and ``sc_bytes_ratio`` compares the tries alone.
+
+Both sides' RocksDBs get small write buffers (``--write-buffer``) so that flushes and
+compactions really run during the blocks, and bloom filters, as production stores use.
+Measured:
+
+- per block: batch operations and bytes (SS, SC; baseline nodes, snapshot), commit ms;
+- RocksDB's own statistics over the blocks (genesis excluded): write-ahead log, flush and
+  compaction bytes, hence ``write_amplification`` (those bytes over the encoded write sets);
+- at the end, every column family flushed: the bytes on disk with default pruning (128
+  versions) over the live state (the flat state's keys and values): ``disk_ratio``;
+- block reads per lookup counted by the engine (block-cache misses) on a store reopened with
+  a cold block cache: ``reads_per_account`` (index + account record), ``reads_per_slot``;
+- proofs: account and storage proofs of a sample, checked with py-trie against the root.
+
+Writes ``bench/results/storage_bench.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -37,23 +53,40 @@ from rocksdict import WriteBatch
 from trie import HexaryTrie
 
 from storage.committer import Committer
-from storage.keys import AccountFields, acct_key, slot_key
-from storage.ss import db_options, open_rocksdb, rocksdb_tickers
+from storage.keys import AccountFields, acct_key, int_bytes, slot_key
+from storage.ss import (
+    StateStorage,
+    db_options,
+    flush_all,
+    open_rocksdb,
+    rocksdb_tickers,
+)
+from storage.writeset import encode_writeset
 
 RESULTS = Path(__file__).parent / "results" / "storage_bench.json"
-TICKERS = ("rocksdb.bytes.written", "rocksdb.flush.write.bytes", "rocksdb.compact.write.bytes")
+WAL, FLUSH, COMPACT = (
+    "rocksdb.wal.bytes",
+    "rocksdb.flush.write.bytes",
+    "rocksdb.compact.write.bytes",
+)
+TICKERS = (WAL, FLUSH, COMPACT, "rocksdb.compact.read.bytes", "rocksdb.bytes.written")
+BLOCK_READS = "rocksdb.block.cache.miss"
+FLAT_STATE = ("index", "account", "contract", "code")
 
 
 class CountingNodes(MutableMapping):
     """The baseline's node store: RocksDB by hash, counting reads; writes go to a batch."""
 
-    def __init__(self, path: Path) -> None:
-        self.options = db_options(statistics=True)
-        self.db = open_rocksdb(path, ["nodes"], options=self.options)
+    def __init__(self, path: Path, write_buffer: int) -> None:
+        self.options = db_options(statistics=True, write_buffer_bytes=write_buffer)
+        self.db = open_rocksdb(
+            path, ["nodes", "snapshot"], options=self.options, write_buffer_bytes=write_buffer
+        )
         self.nodes = self.db.get_column_family("nodes")
         self.handle = self.db.get_column_family_handle("nodes")
-        self.batch = WriteBatch(raw_mode=True)
+        self.snapshot = self.db.get_column_family_handle("snapshot")
         self.pending: dict[bytes, bytes] = {}
+        self.flat: dict[bytes, bytes] = {}  # snapshot records of the block
         self.reads = 0
 
     def __getitem__(self, key: bytes) -> bytes:
@@ -77,25 +110,30 @@ class CountingNodes(MutableMapping):
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def write(self) -> tuple[int, int]:
+    def write(self) -> tuple[int, int, int]:
+        """The block's nodes and snapshot records in one batch: (operations, node bytes,
+        snapshot bytes)."""
         batch = WriteBatch(raw_mode=True)
         for key, value in self.pending.items():
             batch.put(key, value, self.handle)
-        stats = (batch.len(), batch.size_in_bytes())
+        node_bytes = batch.size_in_bytes()
+        for key, value in self.flat.items():
+            batch.put(key, value, self.snapshot)
+        stats = (batch.len(), node_bytes, batch.size_in_bytes() - node_bytes)
         self.db.write(batch)
-        self.pending = {}
+        self.pending, self.flat = {}, {}
         return stats
 
 
 class Baseline:
     """Account trie and storage tries, every node under its hash (py-trie)."""
 
-    def __init__(self, path: Path) -> None:
-        self.nodes = CountingNodes(path)
+    def __init__(self, path: Path, write_buffer: int) -> None:
+        self.nodes = CountingNodes(path, write_buffer)
         self.root = BLANK_ROOT_HASH
         self.storage_roots: dict[bytes, bytes] = {}
 
-    def commit(self, writes: dict) -> tuple[bytes, int, int]:
+    def commit(self, writes: dict) -> tuple[bytes, int, int, int]:
         """Apply a write set that holds every touched account's fields."""
         slots: dict[bytes, list[tuple[int, int]]] = {}
         for key, value in writes.items():
@@ -105,7 +143,9 @@ class Baseline:
             trie = HexaryTrie(self.nodes, self.storage_roots.get(address, BLANK_ROOT_HASH))
             with trie.squash_changes() as batch:
                 for slot, value in changes:
-                    batch[keccak(slot.to_bytes(32, "big"))] = rlp.encode(value) if value else b""
+                    hashed = keccak(slot.to_bytes(32, "big"))
+                    batch[hashed] = rlp.encode(value) if value else b""
+                    self.nodes.flat[b"o" + keccak(address) + hashed] = int_bytes(value)
             self.storage_roots[address] = trie.root_hash
         trie = HexaryTrie(self.nodes, self.root)
         with trie.squash_changes() as batch:
@@ -114,14 +154,22 @@ class Baseline:
                 root = self.storage_roots.get(address, BLANK_ROOT_HASH)
                 account = Account(fields.nonce, fields.balance, root, fields.code_hash)
                 batch[keccak(address)] = rlp.encode(account)
+                self.nodes.flat[b"a" + keccak(address)] = slim_account(account)
         self.root = trie.root_hash
-        ops, size = self.nodes.write()
-        return self.root, ops, size
+        ops, node_bytes, flat_bytes = self.nodes.write()
+        return self.root, ops, node_bytes, flat_bytes
 
     def lookup(self, address: bytes) -> int:
         before = self.nodes.reads
         HexaryTrie(self.nodes, self.root)[keccak(address)]
         return self.nodes.reads - before
+
+
+def slim_account(account: Account) -> bytes:
+    """geth's snapshot encoding: empty storage root and code hash left out."""
+    root = b"" if account.storage_root == BLANK_ROOT_HASH else account.storage_root
+    code = b"" if account.code_hash == keccak(b"") else account.code_hash
+    return rlp.encode([account.nonce, account.balance, root, code])
 
 
 def genesis(accounts: int, slots: int, rng: random.Random) -> tuple[dict, dict]:
@@ -160,12 +208,20 @@ class OursSide:
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args, self.rng = args, random.Random(args.seed)
-        self.store = Committer(workdir / "ours", statistics=True)
+        self.dir = workdir / "ours"
+        self.store = Committer(self.dir, statistics=True, write_buffer_bytes=args.write_buffer)
         self.fields, self.state = genesis(args.accounts, args.slots, self.rng)
         self.number = 0
+        self.at_genesis: dict[str, int] = {}
 
     def load(self) -> bytes:
-        return self.store.load_genesis(self.state.items())
+        root = self.store.load_genesis(self.state.items())
+        self.at_genesis = self._engine()
+        return root
+
+    def _engine(self) -> dict[str, int]:
+        ss, sc = _tickers(self.store.ss_options), _tickers(self.store.sc_options)
+        return {name: ss.get(name, 0) + sc.get(name, 0) for name in TICKERS}
 
     def block(self) -> tuple[bytes, dict, float]:
         writes = random_block(self.fields, self.args.updates, self.args.slots, self.rng)
@@ -175,23 +231,57 @@ class OursSide:
         ms = (time.perf_counter() - started) * 1000
         (ss_ops, ss_bytes), (sc_ops, sc_bytes) = self.store.ss.last_batch, self.store.sc.last_batch
         row = {"writes": ss_ops + sc_ops, "ss_writes": ss_ops, "sc_writes": sc_ops}
-        return root, row | {"bytes": ss_bytes + sc_bytes}, ms
+        row |= {"ss_bytes": ss_bytes, "sc_bytes": sc_bytes, "bytes": ss_bytes + sc_bytes}
+        return root, row | {"writeset_bytes": len(encode_writeset(writes, ()))}, ms
 
-    def lookups(self) -> list[int]:
-        """DB reads per random account: SS index, then the account record."""
-        reads = []
-        for address in self.rng.sample(list(self.fields), min(self.args.lookups, len(self.fields))):
-            seq = self.store.ss.sequence_of(address)
-            reads.append(1 + (seq is not None))
-            self.store.ss.account_record(address)
-        return reads
+    def proofs(self) -> int:
+        """Account and storage proofs of a sample at the last block, checked by py-trie."""
+        sc, checked = self.store.sc, 0
+        for address in self.rng.sample(list(self.fields), 50):
+            found = HexaryTrie.get_from_proof(
+                sc.root, keccak(address), sc.account_proof(self.number, address)
+            )
+            storage_root = rlp.decode(found, sedes=Account).storage_root
+            slot_hash = keccak((0).to_bytes(32, "big"))
+            value = HexaryTrie.get_from_proof(
+                storage_root, slot_hash, sc.storage_proof(self.number, address, 0)
+            )
+            assert value == rlp.encode(self.store.ss.get(slot_key(address, 0)))
+            checked += 2
+        return checked
 
-    def tickers(self) -> dict:
+    def engine(self) -> dict:
+        """RocksDB's statistics over the blocks, with every column family flushed; then the
+        bytes on disk and the live state; then reads on a cold block cache."""
         self.store.ss.flush()
         self.store.sc.flush()
-        ss, sc = _tickers(self.store.ss_options), _tickers(self.store.sc_options)
+        now = self._engine()
+        over_blocks = {name: now[name] - self.at_genesis.get(name, 0) for name in TICKERS}
+        live = sum(
+            len(key) + len(value)
+            for name in FLAT_STATE
+            for key, value in self.store.ss._db.get_column_family(name).items()
+        )
         self.store.close()
-        return {"ours_ss": ss, "ours_sc": sc}
+        disk = sum(f.stat().st_size for f in self.dir.rglob("*") if f.is_file())
+        return {"over_blocks": over_blocks, "disk_bytes": disk, "live_state_bytes": live} | {
+            "reads": self._cold_reads()
+        }
+
+    def _cold_reads(self) -> dict[str, float]:
+        """Engine block reads per lookup, on a store just reopened (its block cache empty)."""
+        options = db_options(statistics=True, write_buffer_bytes=self.args.write_buffer)
+        ss = StateStorage(self.dir / "ss", read_only=True, options=options)
+        sample = self.rng.sample(list(self.fields), min(self.args.lookups, len(self.fields)))
+        reads = {}
+        for kind, key in (("account", acct_key), ("slot", lambda a: slot_key(a, 1))):
+            before = rocksdb_tickers(options).get(BLOCK_READS, 0)
+            for address in sample:
+                ss.get(key(address))
+            after = rocksdb_tickers(options).get(BLOCK_READS, 0)
+            reads[kind] = round((after - before) / len(sample), 2)
+        ss.close()
+        return reads
 
 
 class BaselineSide(OursSide):
@@ -199,7 +289,7 @@ class BaselineSide(OursSide):
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args, self.rng = args, random.Random(args.seed)
-        self.store = Baseline(workdir / "baseline")
+        self.store = Baseline(workdir / "baseline", args.write_buffer)
         self.fields, self.state = genesis(args.accounts, args.slots, self.rng)
 
     def load(self) -> bytes:
@@ -208,17 +298,24 @@ class BaselineSide(OursSide):
     def block(self) -> tuple[bytes, dict, float]:
         writes = random_block(self.fields, self.args.updates, self.args.slots, self.rng)
         started = time.perf_counter()
-        root, ops, size = self.store.commit(writes)
+        root, ops, node_bytes, flat_bytes = self.store.commit(writes)
         ms = (time.perf_counter() - started) * 1000
-        return root, {"baseline_writes": ops, "baseline_bytes": size}, ms
+        row = {"baseline_writes": ops, "baseline_bytes": node_bytes}
+        return root, row | {"baseline_snapshot_bytes": flat_bytes}, ms
 
-    def lookups(self) -> list[int]:
+    def proofs(self) -> int:
+        return 0
+
+    def engine(self) -> dict:
+        """Trie node reads per account lookup (calls into the node store), then RocksDB's
+        statistics with every column family flushed."""
         sample = self.rng.sample(list(self.fields), min(self.args.lookups, len(self.fields)))
-        return [self.store.lookup(address) for address in sample]
-
-    def tickers(self) -> dict:
-        self.store.nodes.db.flush()
-        return {"baseline": _tickers(self.store.nodes.options)}
+        node_reads = [self.store.lookup(address) for address in sample]
+        flush_all(self.store.nodes.db, ["nodes", "snapshot"])
+        return {
+            "tickers": _tickers(self.store.nodes.options),
+            "node_reads_per_lookup": round(statistics.fmean(node_reads), 2),
+        }
 
 
 def _tickers(options: Any) -> dict[str, int]:
@@ -257,13 +354,77 @@ def _serve(side_type: type[OursSide], args: tuple, conn: Any) -> None:
             conn.send((False, repr(err)))
 
 
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+TARGETS = {  # issue 16's acceptance: field -> (comparison, bound)
+    "sc_bytes_ratio": ("<=", 0.3),
+    "total_bytes_ratio": ("<=", 0.6),
+    "sc_writes_per_block": ("<=", 750),
+    "write_amplification": ("<=", 5),
+    "disk_ratio": ("<=", 2),
+    "commit_speedup": (">=", 2.5),
+    "commit_p99_over_p50": ("<=", 1.5),
+    "reads_per_account": ("<=", 2),
+    "reads_per_slot": ("<=", 3),
+}
+
+
+def summarize(rows: list[dict], ours: dict, base: dict, matches: bool, proofs: int) -> dict:
+    median = statistics.median
+    commit_ms = [r["commit_ms"] for r in rows]
+    moved = ours["over_blocks"]
+    summary = {
+        "sc_bytes_ratio": round(
+            median(r["sc_bytes"] for r in rows) / median(r["baseline_bytes"] for r in rows), 2
+        ),
+        "total_bytes_ratio": round(
+            median(r["bytes"] for r in rows)
+            / median(r["baseline_bytes"] + r["baseline_snapshot_bytes"] for r in rows),
+            2,
+        ),
+        "sc_writes_per_block": median(r["sc_writes"] for r in rows),
+        "write_amplification": round(
+            (moved[WAL] + moved[FLUSH] + moved[COMPACT]) / sum(r["writeset_bytes"] for r in rows),
+            2,
+        ),
+        "disk_ratio": round(ours["disk_bytes"] / ours["live_state_bytes"], 2),
+        "commit_speedup": round(
+            median(r["baseline_commit_ms"] for r in rows) / median(commit_ms), 2
+        ),
+        "commit_p99_over_p50": round(percentile(commit_ms, 0.99) / median(commit_ms), 2),
+        "reads_per_account": ours["reads"]["account"],
+        "reads_per_slot": ours["reads"]["slot"],
+        "baseline_node_reads_per_lookup": base["node_reads_per_lookup"],
+        "sc_bytes_per_block": median(r["sc_bytes"] for r in rows),
+        "baseline_bytes_per_block": median(r["baseline_bytes"] for r in rows),
+        "compaction_bytes": moved[COMPACT],
+        "proofs_verified": proofs,
+        "roots_match": matches,
+    }
+    summary["targets_met"] = {
+        name: (summary[name] <= bound) if op == "<=" else (summary[name] >= bound)
+        for name, (op, bound) in TARGETS.items()
+    }
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--slots", type=int, default=4, help="storage slots per account")
-    parser.add_argument("--blocks", type=int, default=50)
+    parser.add_argument("--blocks", type=int, default=200)
     parser.add_argument("--updates", type=int, default=2_000)
     parser.add_argument("--lookups", type=int, default=1_000)
+    parser.add_argument(
+        "--write-buffer",
+        type=int,
+        default=4 << 20,
+        help="RocksDB write buffer (memtable) bytes per column family, both sides: small "
+        "enough that flushes and compactions run within the blocks",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -276,7 +437,7 @@ def main() -> None:
         f"{time.perf_counter() - started:.1f} s"
     )
     print(
-        f"{'block':>5} {'writes':>7} {'base writes':>11} {'KB':>8} {'base KB':>8} "
+        f"{'block':>5} {'SC ops':>7} {'base ops':>8} {'SC KB':>8} {'base KB':>8} "
         f"{'ms':>8} {'base ms':>8}"
     )
     rows = []
@@ -286,40 +447,22 @@ def main() -> None:
         matches.append(root == base_root)
         row = {"block": number} | mine | {"commit_ms": round(ms, 1)} | theirs
         rows.append(row | {"baseline_commit_ms": round(base_ms, 1)})
-        print(
-            f"{number:>5} {row['writes']:>7} {row['baseline_writes']:>11} "
-            f"{row['bytes'] / 1024:>8.0f} {row['baseline_bytes'] / 1024:>8.0f} "
-            f"{ms:>8.1f} {base_ms:>8.1f}"
-        )
-    reads, base_reads = ours("lookups"), base("lookups")
-    tickers = ours("tickers") | base("tickers")
+        if number % 10 == 0 or number == 1:
+            print(
+                f"{number:>5} {row['sc_writes']:>7} {row['baseline_writes']:>8} "
+                f"{row['sc_bytes'] / 1024:>8.0f} {row['baseline_bytes'] / 1024:>8.0f} "
+                f"{ms:>8.1f} {base_ms:>8.1f}"
+            )
+    proofs = ours("proofs")
+    engine = {"ours": ours("engine"), "baseline": base("engine")}
     ours.close()
     base.close()
-    median = statistics.median
-    summary = {
-        "writes_ratio": round(
-            median(r["baseline_writes"] for r in rows) / median(r["writes"] for r in rows), 2
-        ),
-        "sc_writes_ratio": round(
-            median(r["baseline_writes"] for r in rows) / median(r["sc_writes"] for r in rows), 2
-        ),
-        "bytes_ratio": round(
-            median(r["baseline_bytes"] for r in rows) / median(r["bytes"] for r in rows), 2
-        ),
-        "commit_speedup": round(
-            median(r["baseline_commit_ms"] for r in rows) / median(r["commit_ms"] for r in rows), 2
-        ),
-        "reads_per_lookup": round(statistics.fmean(reads), 2),
-        "baseline_reads_per_lookup": round(statistics.fmean(base_reads), 2),
-        "roots_match": all(matches),
-        "config": vars(args) | {"out": str(args.out)},
-    }
+    summary = summarize(rows, engine["ours"], engine["baseline"], all(matches), proofs)
+    summary["config"] = vars(args) | {"out": str(args.out)}
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
-    print(json.dumps(tickers, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"rows": rows, "rocksdb": tickers, "summary": summary}, indent=2)
-    )
+    args.out.write_text(json.dumps({"rows": rows, "rocksdb": engine, "summary": summary}, indent=2))
+    shutil.rmtree(workdir, ignore_errors=True)
     if not summary["roots_match"]:
         raise SystemExit("roots differ between ours and the baseline")
 

@@ -3,7 +3,10 @@
 For a block's write set, SC first merkelizes in memory (storage tries, then the account trie:
 the state root and each changed account's record, storage root included); then SS's batch
 (I/O: the flat state, with those records and the block's root) and SC's page batch (encoding
-the dirty pages, writing them) run concurrently. Each store records the block it last committed.
+the dirty pages, writing them) run concurrently. Each store records the block it last committed,
+in the same batch as the block, and syncs that batch before it returns: a commit is durable
+when ``commit`` returns, and at any cut (a kill or a power cut) each store holds either its
+previous block or the new one, so the two are never more than one block apart.
 
 On open the two marks are compared. Equal: nothing to do. SS ahead (a crash after SS's
 batch, before SC's): SC is rolled forward by replaying SS's write set of that block, and the
@@ -31,8 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from storage.keys import StateKey
-from storage.sc import StateCommitment
-from storage.ss import CommitMark, StateStorage, StorageError, db_options
+from storage.sc import DEFAULT_KEEP_VERSIONS, StateCommitment
+from storage.ss import (
+    DEFAULT_WRITESET_WINDOW,
+    CommitMark,
+    StateStorage,
+    StorageError,
+    db_options,
+)
 from storage.write_behind import InFlight
 from storage.writeset import decode_writeset
 
@@ -48,22 +57,29 @@ class Committer:
         data_dir: str | Path,
         *,
         keep_writesets: bool = True,
-        keep_versions: int | None = None,
+        writeset_window: int = DEFAULT_WRITESET_WINDOW,
+        keep_versions: int | None = DEFAULT_KEEP_VERSIONS,
         levels: int = 2,
         page_target: int = 4096,
         statistics: bool = False,
+        write_buffer_bytes: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.ss_options = db_options(statistics)
-        self.sc_options = db_options(statistics)
+        self.ss_options = db_options(statistics, write_buffer_bytes)
+        self.sc_options = db_options(statistics, write_buffer_bytes)
         self.ss = StateStorage(
-            self.data_dir / "ss", keep_writesets=keep_writesets, options=self.ss_options
+            self.data_dir / "ss",
+            keep_writesets=keep_writesets,
+            writeset_window=writeset_window,
+            options=self.ss_options,
+            write_buffer_bytes=write_buffer_bytes,
         )
         self._sc_options = {
             "keep_versions": keep_versions,
             "levels": levels,
             "page_target": page_target,
             "options": self.sc_options,
+            "write_buffer_bytes": write_buffer_bytes,
         }
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")

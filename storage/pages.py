@@ -6,7 +6,11 @@ entries that hang below the same parent entry, in path order, and is kept near a
 (4 KB): an oversized page splits into sibling pages, underfull siblings merge. Inside a page
 nodes are encoded compactly: children in the same page are inline, without hashes; a child
 beyond the cut is its 32-byte hash, and its entry records, per child page, a ``PageRef``:
-version (block of the page's last change), sequence, first and last entry path, entry count.
+version (block of the page's last change), sequence, first and last entry path, entry count,
+and the CRC-32 of the child page's bytes. Node hashes cover the trie, not the references
+between pages; the digests do: every page read back is checked against the digest its parent
+recorded (the root page's against the block's root record, checksummed itself), so a page
+with a garbled child reference is refused, not followed.
 
 A page's key is ``version (8 bytes) ‖ depth (1 byte) ‖ sequence (5 bytes)``, big-endian
 (litepaper: B + D + S = K): rewriting a page in a block writes a new key, so every earlier
@@ -16,6 +20,7 @@ version stays readable until pruned.
 from __future__ import annotations
 
 import bisect
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -42,6 +47,7 @@ class PageRef:
     version: int
     seq: int
     count: int
+    digest: int  # CRC-32 of the page's stored bytes
 
     def key(self, depth: int) -> bytes:
         return page_key(self.version, depth, self.seq)
@@ -53,12 +59,30 @@ class PageRef:
             int_bytes(self.version),
             int_bytes(self.seq),
             int_bytes(self.count),
+            int_bytes(self.digest),
         ]
 
     @classmethod
     def from_raw(cls, raw: Raw) -> PageRef:
-        start, end, version, seq, count = raw
-        return cls(start, end, _int(version), _int(seq), _int(count))
+        start, end, version, seq, count, digest = raw
+        return cls(start, end, _int(version), _int(seq), _int(count), _int(digest))
+
+
+def digest(data: bytes) -> int:
+    """The checksum a ``PageRef`` records of its page's bytes."""
+    return zlib.crc32(data)
+
+
+def seal(data: bytes) -> bytes:
+    """A record with its CRC-32 in front (the State Commitment's meta records)."""
+    return zlib.crc32(data).to_bytes(4, "big") + data
+
+
+def unseal(sealed: bytes, where: str) -> bytes:
+    """The record ``seal`` made, or ``PageError`` naming ``where`` if it does not check."""
+    if len(sealed) < 4 or zlib.crc32(sealed[4:]) != int.from_bytes(sealed[:4], "big"):
+        raise PageError(f"{where}: checksum mismatch")
+    return sealed[4:]
 
 
 @dataclass(frozen=True)

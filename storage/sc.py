@@ -10,19 +10,26 @@ else the reference of the storage trie's root page. Committing a block is two st
    account's record (the leaf value, storage root included, as State Storage keeps it) and
    the new state root (merkelization; it may be called once per transaction when receipts
    need intermediate roots);
-2. ``write(number)`` writes every page the block dirtied, as new versions, in one batch
-   together with the block's root record. Pages it replaced or no longer reaches are listed
-   as the block's garbage; with ``keep_versions`` N, garbage of blocks more than N back is
-   deleted, so the last N roots and proofs stay readable.
+2. ``write(number)`` writes every page the block dirtied, as new versions, in one synced
+   batch together with the block's root record: durable when it returns. Pages it replaced or
+   no longer reaches are listed as the block's garbage; with ``keep_versions`` N (128 unless
+   told: geth keeps 128 diff layers; at least 2, since recovery may roll back a block; None
+   keeps every version, an archive), the garbage of the block leaving the window is deleted
+   by key, so the last N roots and proofs stay readable and nothing is rescanned.
 
-Every page read is checked: its entry must hash to what its parent recorded (for the root
-page, the block's state root), so a garbled, truncated or missing page is an error naming its
-key, never a wrong root.
+Every page read is checked twice: its bytes against the digest its parent's reference
+recorded (the root page's against the block's root record, which carries a checksum of its
+own), and its entry against the hash its parent's node recorded (for the root page, the
+block's state root). A garbled, truncated or missing page is an error naming its key, never a
+wrong root. Memory is bounded: decoded pages are kept in an LRU cache of ``cache_pages``, and
+once a trie has loaded ``max_loaded`` entries it is dropped after a write and loaded again on
+demand.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,20 +51,34 @@ from storage.pages import (
     PageRef,
     decode_page,
     describe_key,
+    digest,
     encode_entry,
     encode_page,
     entry_parts,
     page_key,
+    seal,
+    unseal,
 )
-from storage.ss import CommitMark, StorageError, check_layout, open_rocksdb
+from storage.ss import (
+    CommitMark,
+    StorageError,
+    check_layout,
+    flush_all,
+    open_rocksdb,
+    write_synced,
+)
 
 FAMILIES = ("pages", "meta")
 META_LAST = b"last_block"
 META_NEXT_SEQ = b"next_seq"
 ROOT_PREFIX = b"root/"
 GARBAGE_PREFIX = b"garbage/"
+META_PRUNED = b"pruned_through"  # oldest block kept at the last pruning
 DEFAULT_LEVELS = 2
 DEFAULT_TARGET = 4096
+DEFAULT_KEEP_VERSIONS = 128
+DEFAULT_CACHE_PAGES = 4096
+DEFAULT_MAX_LOADED = 500_000
 
 
 def _block_key(prefix: bytes, number: int) -> bytes:
@@ -73,14 +94,30 @@ class StateCommitment:
         *,
         levels: int = DEFAULT_LEVELS,
         page_target: int = DEFAULT_TARGET,
-        keep_versions: int | None = None,
+        keep_versions: int | None = DEFAULT_KEEP_VERSIONS,
         read_only: bool = False,
         options: Options | None = None,
+        cache_pages: int = DEFAULT_CACHE_PAGES,
+        max_loaded: int = DEFAULT_MAX_LOADED,
+        write_buffer_bytes: int | None = None,
     ) -> None:
+        if keep_versions is not None and keep_versions < 2:
+            raise ValueError(
+                f"keep_versions must be at least 2 (or None, an archive), not {keep_versions}: "
+                "recovery may roll back to the block before the last"
+            )
         self.path = Path(path)
+        self.cache_pages, self.max_loaded = cache_pages, max_loaded
+        self.loaded = 0  # entries loaded into the tries since they were last dropped
         self.levels, self.page_target, self.keep_versions = levels, page_target, keep_versions
         self.read_only = read_only
-        self._db = open_rocksdb(self.path, FAMILIES, read_only=read_only, options=options)
+        self._db = open_rocksdb(
+            self.path,
+            FAMILIES,
+            read_only=read_only,
+            options=options,
+            write_buffer_bytes=write_buffer_bytes,
+        )
         self.closed = False
         open_stores.opened(self)
         self.last_batch = (0, 0)  # operations and bytes of the last block's batch
@@ -92,8 +129,7 @@ class StateCommitment:
         except StorageError:
             self.close()
             raise
-        self._cache: dict[bytes, Page] = {}
-        self._latest: dict[int, PageRef] = {}  # newest known version of each page sequence
+        self._cache: OrderedDict[bytes, Page] = OrderedDict()  # LRU, trimmed between writes
         self._next_seq = int.from_bytes(self._meta.get(META_NEXT_SEQ, b"\0"), "big")
         mark = self.last_committed()
         self.number = mark.number if mark else 0
@@ -132,7 +168,7 @@ class StateCommitment:
         if data is None:
             raise StorageError(f"{self.path}: meta/root/{number}: no root kept for block {number}")
         try:
-            root, ref = rlp.decode(data)
+            root, ref = rlp.decode(unseal(data, f"meta/root/{number}"))
             return root, PageRef.from_raw(ref) if ref else None
         except (rlp.exceptions.DecodingError, ValueError) as err:
             raise StorageError(f"{self.path}: meta/root/{number}: corrupt: {err}") from err
@@ -142,35 +178,43 @@ class StateCommitment:
             return Trie(None, self._load)
         return Trie(Stub(root_hash, (0, ref, b""), ref.seq), self._load)
 
-    def note_version(self, ref: PageRef) -> None:
-        latest = self._latest.get(ref.seq)
-        if latest is None or latest.version < ref.version:
-            self._latest[ref.seq] = ref
-
     def _page(self, depth: int, ref: PageRef) -> Page:
         key = ref.key(depth)
         page = self._cache.get(key)
-        if page is None:
-            data = self._pages.get(key)
-            latest = self._latest.get(ref.seq)
-            if data is None and latest is not None and latest.version != ref.version:
-                return self._page(depth, latest)  # an unchanged entry, older version pruned
-            if data is None:
-                raise StorageError(f"{self.path}: pages/{describe_key(key)}: page is missing")
-            try:
-                page = decode_page(data, key, ref.seq)
-            except PageError as err:
-                raise StorageError(f"{self.path}: pages/{err}") from err
-            self._cache[key] = page
-            self.note_version(ref)
-            for entry in page.entries:
-                for child in entry.refs:
-                    self.note_version(child)
+        if page is not None:
+            self._cache.move_to_end(key)
+            return page
+        data = self._pages.get(key)
+        if data is None:
+            raise StorageError(
+                f"{self.path}: pages/{describe_key(key)}: page is missing (version "
+                f"{ref.version} of sequence {ref.seq}, depth {depth})"
+            )
+        if digest(data) != ref.digest:
+            raise StorageError(
+                f"{self.path}: pages/{describe_key(key)}: the page does not match the digest "
+                "its parent recorded (corrupt page or child reference)"
+            )
+        try:
+            page = decode_page(data, key, ref.seq)
+        except PageError as err:
+            raise StorageError(f"{self.path}: pages/{err}") from err
+        self._cache[key] = page
         return page
+
+    def _trim(self) -> None:
+        """Between writes: the page cache back to its bound, and the tries dropped (to be
+        loaded again as needed) once they hold more than ``max_loaded`` loaded entries."""
+        while len(self._cache) > self.cache_pages:
+            self._cache.popitem(last=False)
+        if self.loaded > self.max_loaded and not self._pending:
+            self.accounts = self._trie(self._root_ref, self.accounts.root_hash)
+            self.loaded = 0
 
     def _load(self, stub: Stub) -> Node:
         depth, ref, path = stub.locator
         page = self._page(depth, ref)
+        self.loaded += 1
         entry = page.entry(path)
         key = describe_key(ref.key(depth))
         if entry is None:
@@ -282,14 +326,14 @@ class StateCommitment:
         root = accounts.root_hash
         meta = self._handles["meta"]
         ref_raw = self._root_ref.raw() if self._root_ref else b""
-        batch.put(_block_key(ROOT_PREFIX, number), rlp.encode([root, ref_raw]), meta)
-        batch.put(_block_key(GARBAGE_PREFIX, number), rlp.encode(writer.garbage), meta)
+        batch.put(_block_key(ROOT_PREFIX, number), seal(rlp.encode([root, ref_raw])), meta)
+        batch.put(_block_key(GARBAGE_PREFIX, number), seal(rlp.encode(writer.garbage)), meta)
         batch.put(META_NEXT_SEQ, self._next_seq.to_bytes(5, "big"), meta)
         batch.put(META_LAST, CommitMark(number, root).encode(), meta)
         if self.keep_versions is not None:
             self._prune(number, batch)
         self.last_batch = (batch.len(), batch.size_in_bytes())
-        self._db.write(batch)
+        write_synced(self._db, batch)
         for key in writer.garbage:  # replaced or unreachable: read again only for old roots
             self._cache.pop(key, None)
         self.pages_written += len(writer.written)
@@ -297,6 +341,7 @@ class StateCommitment:
         self.number = number
         self._pending = {}
         self._dropped = []
+        self._trim()
         return root
 
     def commit(self, number: int, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> bytes:
@@ -316,34 +361,45 @@ class StateCommitment:
         for prefix in (ROOT_PREFIX, GARBAGE_PREFIX):
             batch.delete_range(_block_key(prefix, after), _block_key(prefix, end), meta)
         batch.put(META_LAST, CommitMark(number, self.root_at(number)).encode(), meta)
-        self._db.write(batch)
+        write_synced(self._db, batch)
 
     def _prune(self, number: int, batch: WriteBatch) -> None:
-        """Drop what only blocks older than the last ``keep_versions`` could read."""
+        """Drop what only blocks older than the last ``keep_versions`` could read: the pages
+        replaced at or before the oldest kept block (its garbage), and older roots. Records
+        are deleted by key from where the last pruning stopped (``meta/pruned_through``): one
+        block's a block, never a scan over the tombstones of earlier ones."""
         oldest_kept = number - self.keep_versions + 1
-        for key, data in self._meta.items(from_key=GARBAGE_PREFIX):
-            if not key.startswith(GARBAGE_PREFIX):
-                break
-            block = int.from_bytes(key[len(GARBAGE_PREFIX) :], "big")
-            if block > oldest_kept:
-                break
-            for page in rlp.decode(data):
-                batch.delete(page, self._handles["pages"])
+        if oldest_kept <= 0:
+            return
+        meta, pages = self._handles["meta"], self._handles["pages"]
+        done = self._meta.get(META_PRUNED)
+        start = 0 if done is None else int.from_bytes(done, "big")
+        for block in range(start, oldest_kept + 1):
+            key = _block_key(GARBAGE_PREFIX, block)
+            data = self._meta.get(key)
+            if data is None or (done is not None and block == start):
+                continue  # (the oldest kept at the last pruning: its garbage went then)
+            for page in rlp.decode(self._unseal(data, f"meta/garbage/{block}")):
+                batch.delete(page, pages)
                 self._cache.pop(page, None)
-            batch.delete(key, self._handles["meta"])
-        for key, _ in self._meta.items(from_key=ROOT_PREFIX):
-            if not key.startswith(ROOT_PREFIX):
-                break
-            if int.from_bytes(key[len(ROOT_PREFIX) :], "big") >= oldest_kept:
-                break
-            batch.delete(key, self._handles["meta"])
+            batch.delete(key, meta)
+        for block in range(start, oldest_kept):
+            batch.delete(_block_key(ROOT_PREFIX, block), meta)
+        batch.put(META_PRUNED, oldest_kept.to_bytes(8, "big"), meta)
+
+    def _unseal(self, data: bytes, where: str) -> bytes:
+        try:
+            return unseal(data, where)
+        except PageError as err:
+            raise StorageError(f"{self.path}: {err}") from err
 
     def new_seq(self) -> int:
         self._next_seq += 1
         return self._next_seq - 1
 
     def flush(self) -> None:
-        self._db.flush()
+        """Every column family's memtable to SST files."""
+        flush_all(self._db, FAMILIES)
 
 
 Encoded = list[tuple[Entry, bytes]]  # entries with their encodings, in path order
@@ -439,6 +495,13 @@ class _PageWriter:
             entry.refs = self.flush_children(depth + 1, below, old_entry.refs if old_entry else [])
             encode_entry(entry, self.sc.levels, node_raw)
             entries.append(entry)
+            for child_path, child in below:
+                if isinstance(child, Stub):
+                    # An unloaded subtree shared with the entry's previous version: its page may
+                    # have been rewritten, split or merged just now, so it is located afresh
+                    # (else it would name a version that pruning deletes).
+                    ref = entry.ref_for(child_path)
+                    child.locator, child.origin = (depth + 1, ref, child_path), ref.seq
         chunks: list[list[tuple[Entry, bytes]]] = [[]]
         sizes = [0]
         for entry in entries:
@@ -486,11 +549,12 @@ class _PageWriter:
         entries = [entry for entry, _ in encoded]
         page = Page(depth, entries)
         data = encode_page(depth, [data for _, data in encoded])
-        ref = PageRef(entries[0].path, entries[-1].path, self.number, seq, len(entries))
+        ref = PageRef(
+            entries[0].path, entries[-1].path, self.number, seq, len(entries), digest(data)
+        )
         key = ref.key(depth)
         self.batch.put(key, data, self.pages_cf)
         self.sc._cache[key] = page
-        self.sc.note_version(ref)
         for entry in entries:
             entry.node.origin = seq
         self.written[key] = len(data)

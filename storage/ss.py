@@ -8,12 +8,16 @@ One RocksDB (rocksdict, raw mode) with column families:
 - ``contract``: sequence ‖ 32-byte slot -> value (big-endian, no leading zeros);
 - ``code``: code hash -> code;
 - ``writeset``: 8-byte block number -> the block's encoded write set (``storage/writeset.py``),
-  kept unless ``keep_writesets`` is off (validators);
+  for the last ``writeset_window`` blocks (recovery needs the last one), unless
+  ``keep_writesets`` is off (validators);
 - ``meta``: layout version, next sequence, last committed block and its state root.
 
-A block's changes go in one atomic write batch (``write_block``). Reading an account takes two
-point reads (index, account), a slot two (index, contract); ``get_many`` batches them for the
-preloader. Ray workers open the same directory read-only or as a secondary instance.
+A block's changes go in one atomic write batch (``write_block``), synced before it returns
+(``write_synced``: the write-ahead log is fsync'd), so a power cut loses no committed block. A
+deleted account leaves nothing behind: its index entry, record and slots go with it. Reading
+an account takes two point reads (index, account), a slot two (index, contract);
+``get_many`` batches them for the preloader. Ray workers open the same directory read-only
+or as a secondary instance.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlp.exceptions import DecodingError
-from rocksdict import AccessType, Options, Rdict, WriteBatch
+from rocksdict import AccessType, BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
 from storage import open_stores
 from storage.keys import (
@@ -43,12 +47,22 @@ from storage.keys import (
 )
 from storage.writeset import encode_writeset
 
-LAYOUT_VERSION = 2  # 2: packed paths, bare child hashes, inline storage tries
+LAYOUT_VERSION = 3  # 3: page digests in child references, checksummed SC records
 COLUMN_FAMILIES = ("index", "account", "contract", "code", "writeset", "meta")
 SEQ_BYTES = 5
 META_LAYOUT = b"layout"
 META_NEXT_SEQ = b"next_seq"
 META_LAST = b"last_block"
+DEFAULT_WRITESET_WINDOW = 128
+
+SYNCED = WriteOptions()
+SYNCED.sync = True
+
+
+def write_synced(db: Rdict, batch: WriteBatch) -> None:
+    """Write ``batch`` atomically and durably: it returns once RocksDB's write-ahead log is
+    fsync'd (and with it every earlier write of this DB), so a power cut keeps it."""
+    db.write(batch, write_opt=SYNCED)
 
 
 class StorageError(RuntimeError):
@@ -72,9 +86,22 @@ class CommitMark:
         return cls(int.from_bytes(data[:8], "big"), data[8:])
 
 
-def db_options(statistics: bool = False) -> Options:
-    """Options for our stores; ``statistics`` turns RocksDB's tickers on (benchmarks)."""
+def family_options(write_buffer_bytes: int | None = None) -> Options:
+    """Options of each column family: bloom filters (10 bits a key, as geth's stores use), so
+    a point read probes one SST file's data block rather than one per level, and the write
+    buffer (memtable) size if given (RocksDB's default is 64 MB)."""
     options = Options(raw_mode=True)
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    if write_buffer_bytes is not None:
+        options.set_write_buffer_size(write_buffer_bytes)
+    return options
+
+
+def db_options(statistics: bool = False, write_buffer_bytes: int | None = None) -> Options:
+    """Options for our stores; ``statistics`` turns RocksDB's tickers on (benchmarks)."""
+    options = family_options(write_buffer_bytes)
     options.create_if_missing(True)
     options.create_missing_column_families(True)
     if statistics:
@@ -88,14 +115,15 @@ def open_rocksdb(
     read_only: bool = False,
     secondary: Path | None = None,
     options: Options | None = None,
+    write_buffer_bytes: int | None = None,
 ) -> Rdict:
     """A RocksDB with the given column families, for writing, read-only or as a secondary."""
-    columns = {name: Options(raw_mode=True) for name in families}
+    columns = {name: family_options(write_buffer_bytes) for name in families}
     if secondary is not None:
         access = AccessType.secondary(str(secondary))
     else:
         access = AccessType.read_only() if read_only else AccessType.read_write()
-    options = options or db_options()
+    options = options or db_options(write_buffer_bytes=write_buffer_bytes)
     return Rdict(str(path), options=options, column_families=columns, access_type=access)
 
 
@@ -127,7 +155,7 @@ def check_layout(meta: Rdict, where: str, writable: bool) -> None:
     stored = meta.get(META_LAYOUT)
     if stored is None:
         if writable:
-            meta[META_LAYOUT] = LAYOUT_VERSION.to_bytes(4, "big")
+            meta.put(META_LAYOUT, LAYOUT_VERSION.to_bytes(4, "big"), SYNCED)
         return
     version = int.from_bytes(stored, "big")
     if version != LAYOUT_VERSION:
@@ -146,29 +174,39 @@ class StateStorage:
         read_only: bool = False,
         secondary: str | Path | None = None,
         keep_writesets: bool = True,
+        writeset_window: int = DEFAULT_WRITESET_WINDOW,
         options: Options | None = None,
+        write_buffer_bytes: int | None = None,
     ) -> None:
+        if writeset_window < 1:
+            raise ValueError("writeset_window must keep at least the last block (recovery)")
         self.path = Path(path)
+        self.writeset_window = writeset_window
         self.secondary = Path(secondary) if secondary is not None else None
         self.last_batch = (0, 0)  # operations and bytes of the last block's batch
         self.read_only = read_only or secondary is not None
         self.keep_writesets = keep_writesets
-        self._db = open_rocksdb(
-            self.path,
-            COLUMN_FAMILIES,
-            read_only=read_only,
-            secondary=self.secondary,
-            options=options,
-        )
-        self.closed = False
-        open_stores.opened(self)
-        self._cf = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
-        self._handles = {name: self._db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
+        self._options, self._write_buffer = options, write_buffer_bytes
+        self._open()
         try:
             check_layout(self._cf["meta"], f"{self.path}", writable=not self.read_only)
         except StorageError:
             self.close()
             raise
+
+    def _open(self) -> None:
+        self._db = open_rocksdb(
+            self.path,
+            COLUMN_FAMILIES,
+            read_only=self.read_only and self.secondary is None,
+            secondary=self.secondary,
+            options=self._options,
+            write_buffer_bytes=self._write_buffer,
+        )
+        self.closed = False
+        open_stores.opened(self)
+        self._cf = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
+        self._handles = {name: self._db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
 
     def close(self) -> None:
         """Release the DB (every column-family view holds it open too); once."""
@@ -176,8 +214,21 @@ class StateStorage:
             close_rocksdb(self)
 
     def catch_up(self) -> None:
-        """A secondary instance: see what the primary has written since."""
+        """A secondary instance: see what the primary has written since.
+
+        RocksDB's secondary keeps the memtables it replayed from the primary's write-ahead
+        log even after the primary has flushed them to SST files and deleted that log; a
+        value changed since then reads stale from them, shadowing the SST that holds the new
+        one (seen with the RocksDB rocksdict ships: a key written in block 1, changed in 2,
+        flushed, read back as block 1's while the commit mark said block 3). So when a
+        catch-up brings new SST files (a flush or a compaction), the secondary is opened
+        afresh instead, which reads the SST files and only the live log.
+        """
+        files = self._db.live_files()
         self._db.try_catch_up_with_primary()
+        if self._db.live_files() != files:
+            close_rocksdb(self)
+            self._open()
 
     # -- reads ------------------------------------------------------------------------------
     def last_committed(self) -> CommitMark | None:
@@ -309,6 +360,8 @@ class StateStorage:
                 batch.put(seqs[address], record, accounts)
             elif seqs[address] is not None:
                 batch.delete(seqs[address], accounts)
+                if not self._keeps_slots(address, seqs[address], writes, stored, wiped):
+                    batch.delete(address, self._handles["index"])  # nothing left to find
         for key, value in writes.items():
             if key[0] == SLOT and seqs[key[1]] is not None:  # else: zeroing what never was
                 slot = seqs[key[1]] + key[2].to_bytes(32, "big")
@@ -319,16 +372,52 @@ class StateStorage:
             elif key[0] == CODE:
                 batch.put(key[1], value, self._handles["code"])
         if self.keep_writesets:
-            number = mark.number.to_bytes(8, "big")
-            batch.put(number, encode_writeset(writes, wiped), self._handles["writeset"])
+            family = self._handles["writeset"]
+            batch.put(mark.number.to_bytes(8, "big"), encode_writeset(writes, wiped), family)
+            if mark.number >= self.writeset_window:  # one leaves the window each block
+                batch.delete((mark.number - self.writeset_window).to_bytes(8, "big"), family)
         meta = self._handles["meta"]
         batch.put(META_NEXT_SEQ, next_seq.to_bytes(SEQ_BYTES, "big"), meta)
         batch.put(META_LAST, mark.encode(), meta)
         self.last_batch = (batch.len(), batch.size_in_bytes())
-        self._db.write(batch)
+        write_synced(self._db, batch)
+
+    def _keeps_slots(
+        self,
+        address: bytes,
+        seq: bytes,
+        writes: Mapping[StateKey, Any],
+        stored: set[bytes],
+        wiped: Sequence[bytes],
+    ) -> bool:
+        """Whether a deleted account still has a stored slot after this block's writes
+        (then its index entry stays, so the slot can still be read); ``stored`` holds the
+        addresses given a non-zero slot in this block."""
+        if address in stored:
+            return True
+        if address in wiped:
+            return False
+        for key in self._cf["contract"].keys(from_key=seq):
+            if key[:SEQ_BYTES] != seq:
+                return False
+            if writes.get((SLOT, address, int.from_bytes(key[SEQ_BYTES:], "big")), 1):
+                return True  # (a slot this block does not zero)
+        return False
 
     def flush(self) -> None:
-        self._db.flush()
+        """Flush every column family's memtable to SST files (``Rdict.flush`` alone flushes
+        only the default family)."""
+        flush_all(self._db, COLUMN_FAMILIES)
+
+
+def flush_all(db: Rdict, families: Iterable[str]) -> None:
+    db.flush()
+    for name in families:
+        family = db.get_column_family(name)
+        try:
+            family.flush()
+        finally:
+            family.close()
 
 
 class SecondaryStores:

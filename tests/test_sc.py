@@ -1,6 +1,8 @@
 """State Commitment: paged, versioned tries whose roots equal py-evm's / py-trie's after
 every block, with proofs at earlier blocks, pages forced to split and merge, reopening."""
 
+from dataclasses import replace
+
 import pytest
 import rlp
 from eth.constants import EMPTY_SHA3
@@ -13,7 +15,14 @@ from trie import HexaryTrie
 
 from storage.keys import AccountFields, acct_key, slot_key
 from storage.mpt import Branch, Extension, Leaf
-from storage.pages import InlineTrie, PageRef, decode_page
+from storage.pages import (
+    InlineTrie,
+    PageRef,
+    decode_page,
+    describe_key,
+    encode_entry,
+    encode_page,
+)
 from storage.reference_trie import TrieCommitter
 from storage.sc import StateCommitment
 from storage.ss import StorageError
@@ -143,9 +152,9 @@ def damage(tmp_path, change):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda data: data[: len(data) // 2], "cannot decode"),
+        (lambda data: data[: len(data) // 2], "does not match the digest"),
         (lambda data: None, "page is missing"),
-        (garble_an_account, "hashes to"),
+        (garble_an_account, "does not match the digest"),
     ],
     ids=["truncated", "missing", "garbled"],
 )
@@ -154,6 +163,21 @@ def test_a_damaged_page_is_an_error_naming_it_never_a_wrong_root(tmp_path, chang
     version, depth, seq = int.from_bytes(key[:8], "big"), key[8], int.from_bytes(key[9:], "big")
     named = f"page\\(version={version}, depth={depth}, seq={seq}\\)"
     with pytest.raises(StorageError, match=f"{named}.*({message})|({message}).*{named}"):
+        reopen_and_read(tmp_path)
+
+
+def test_a_corrupted_child_reference_is_refused(tmp_path):
+    """A page rewritten well formed but with one child page reference changed (its entry
+    count: node hashes do not cover references, the page's digest in its parent does)."""
+    sc = committed(tmp_path)
+    key = sc._root_record(3)[1].key(0)
+    page = decode_page(sc._pages[key], key, 0)
+    entry = next(e for e in page.entries if e.refs)
+    entry.refs[0] = replace(entry.refs[0], count=entry.refs[0].count + 1)
+    sc._pages[key] = encode_page(page.depth, [encode_entry(e, 1) for e in page.entries])
+    sc.close()
+    named = describe_key(key).replace("(", "\\(").replace(")", "\\)")
+    with pytest.raises(StorageError, match=f"{named}: the page does not match the digest"):
         reopen_and_read(tmp_path)
 
 
@@ -230,7 +254,7 @@ def test_garbled_inline_storage_is_an_error_not_a_wrong_value(tmp_path):
     )
     sc.close()
     reopened = StateCommitment(tmp_path / "sc")
-    with pytest.raises(StorageError, match="inline storage of 0x" + address.hex()):
+    with pytest.raises(StorageError, match="does not match the digest"):
         reopened.storage_trie(address).get(keccak((1).to_bytes(32, "big")))
     reopened.close()
 
@@ -268,15 +292,52 @@ def reachable_pages(sc: StateCommitment, number: int) -> set[bytes]:
     return found
 
 
-def test_pruning_leaves_exactly_the_pages_the_kept_versions_reach(tmp_path):
-    keep, blocks = 3, random_state_blocks(11, 12)
-    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, keep_versions=keep)
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.integers(0, 10_000),
+    st.sampled_from([2, 3, 5]),
+    st.sampled_from([(1, 200), (1, 600), (2, 600)]),
+    st.integers(1, 12),
+)
+def test_pruning_leaves_exactly_the_pages_the_kept_versions_reach(
+    tmp_path_factory, seed, keep, layout, reopen_at
+):
+    """After every block (random writes, deletions, wipes; pages split and merged; the store
+    reopened once, its tries dropped and reloaded), the pages stored are exactly those the
+    kept roots reach: nothing kept that no kept version reads, nothing read that is gone."""
+    path = tmp_path_factory.mktemp("sc") / "sc"
+    levels, target = layout
+    options = {"levels": levels, "page_target": target, "keep_versions": keep, "max_loaded": 40}
+    sc = StateCommitment(path, **options)
     reference = TrieCommitter([])
-    for number, (writes, wiped) in enumerate(blocks, start=1):
+    try:
+        for number, (writes, wiped) in enumerate(random_state_blocks(seed, 12), start=1):
+            if number == reopen_at:
+                sc.close()
+                sc = StateCommitment(path, **options)
+            assert sc.commit(number, writes, wiped) == reference.commit(
+                writes, wiped, lambda h: b""
+            )
+            kept = set()
+            for version in range(max(1, number - keep + 1), number + 1):
+                kept |= reachable_pages(sc, version)
+            assert set(sc._pages.keys()) == kept, f"block {number}"
+    finally:
+        sc.close()
+
+
+def test_bounded_caches_give_the_same_roots(tmp_path):
+    """A page cache of 4 pages, and tries dropped once they have loaded 10 entries: every
+    root still the reference's, and the bounds hold after every write."""
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, cache_pages=4, max_loaded=10)
+    reference = TrieCommitter([])
+    dropped = 0
+    for number, (writes, wiped) in enumerate(random_state_blocks(13, 10), start=1):
+        before = sc.accounts
         assert sc.commit(number, writes, wiped) == reference.commit(writes, wiped, lambda h: b"")
-    kept = set()
-    for number in range(len(blocks) - keep + 1, len(blocks) + 1):
-        kept |= reachable_pages(sc, number)
-    stored = set(sc._pages.keys())
-    assert stored == kept
+        dropped += sc.accounts is not before
+        assert len(sc._cache) <= 4 and sc.loaded <= 10
+    assert dropped  # the bound was reached and the tries reloaded from pages
     sc.close()

@@ -145,6 +145,58 @@ def test_validators_can_turn_write_sets_off(tmp_path):
     ss.close()
 
 
+def test_write_sets_are_kept_for_a_window_of_blocks(tmp_path):
+    ss = StateStorage(tmp_path / "ss", writeset_window=3)
+    for number in range(1, 8):
+        block = {acct_key(ADDRESSES[0]): AccountFields(number)}
+        ss.write_block(CommitMark(number, b"\0" * 32), block, (), records(block))
+    assert [n for n in range(8) if ss.writeset(n) is not None] == [5, 6, 7]
+    assert decode_writeset(ss.writeset(7)).writes[acct_key(ADDRESSES[0])] == AccountFields(7)
+    ss.close()
+    with pytest.raises(ValueError, match="at least the last block"):
+        StateStorage(tmp_path / "ss", writeset_window=0)
+
+
+def test_a_deleted_account_leaves_no_index_entry(tmp_path):
+    ss = StateStorage(tmp_path / "ss")
+    a, b = ADDRESSES[:2]
+    made = {acct_key(a): AccountFields(1), slot_key(a, 1): 5, acct_key(b): AccountFields(1)}
+    made[slot_key(b, 2)] = 6
+    ss.write_block(CommitMark(1, b"\0" * 32), made, (), records(made))
+    gone = {acct_key(a): None, acct_key(b): None}
+    deleted = {a: None, b: None}
+    ss.write_block(CommitMark(2, b"\0" * 32), gone, {a}, deleted)  # a wiped, b not
+    assert ss.sequence_of(a) is None and ss.get(slot_key(a, 1)) is None
+    assert ss.sequence_of(b) is not None and ss.get(slot_key(b, 2)) == 6  # still has a slot
+    assert list(ss._cf["contract"].keys()) == [ss.sequence_of(b) + (2).to_bytes(32, "big")]
+    ss.write_block(CommitMark(3, b"\0" * 32), {acct_key(b): None, slot_key(b, 2): 0}, (), {b: None})
+    assert ss.sequence_of(b) is None and list(ss._cf["index"].keys()) == []
+    reborn = {acct_key(a): AccountFields(3)}
+    ss.write_block(CommitMark(4, b"\0" * 32), reborn, (), records(reborn))
+    assert ss.get(acct_key(a)) == AccountFields(3) and ss.get(slot_key(a, 1)) is None
+    ss.close()
+
+
+def test_a_secondary_never_reads_a_value_its_primary_flushed_over(tmp_path):
+    """RocksDB's secondary kept replayed memtables over newer flushed SST files (a stale
+    read with an up-to-date commit mark); a catch-up that sees new files reopens it."""
+    path = tmp_path / "ss"
+    ss = StateStorage(path)
+    one = {acct_key(ADDRESSES[0]): AccountFields(1)}
+    ss.write_block(CommitMark(1, b"\0" * 32), one, (), records(one))
+    secondary = StateStorage(path, secondary=tmp_path / "secondary")
+    assert secondary.get(acct_key(ADDRESSES[0])) == AccountFields(1)
+    two = {acct_key(ADDRESSES[0]): AccountFields(2)}
+    ss.write_block(CommitMark(2, b"\0" * 32), two, (), records(two))
+    ss.flush()
+    ss.write_block(CommitMark(3, b"\0" * 32), {}, (), {})
+    secondary.catch_up()
+    assert secondary.last_committed().number == 3
+    assert secondary.get(acct_key(ADDRESSES[0])) == AccountFields(2)
+    secondary.close()
+    ss.close()
+
+
 def test_a_store_of_another_layout_is_refused(tmp_path):
     ss = StateStorage(tmp_path / "ss")
     ss._cf["meta"][b"layout"] = (99).to_bytes(4, "big")
