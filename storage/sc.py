@@ -77,7 +77,8 @@ META_PRUNED = b"pruned_through"  # oldest block kept at the last pruning
 DEFAULT_LEVELS = 2
 DEFAULT_TARGET = 4096
 DEFAULT_KEEP_VERSIONS = 128
-DEFAULT_CACHE_PAGES = 4096
+DEFAULT_CACHE_PAGES = 32_768  # (~11,000 pages hold 100,000 accounts: a block's rewrite reads
+# the pages it replaces, so the live ones should fit; beyond, memory is traded for reads)
 DEFAULT_MAX_LOADED = 500_000
 
 
@@ -210,6 +211,7 @@ class StateCommitment:
         if self.loaded > self.max_loaded and not self._pending:
             self.accounts = self._trie(self._root_ref, self.accounts.root_hash)
             self.loaded = 0
+            self._cache.clear()  # (its pages hold the dropped tries' nodes)
 
     def _load(self, stub: Stub) -> Node:
         depth, ref, path = stub.locator
