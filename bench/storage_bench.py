@@ -60,6 +60,7 @@ from storage.ss import (
     flush_all,
     open_rocksdb,
     rocksdb_tickers,
+    write_synced,
 )
 from storage.writeset import encode_writeset
 
@@ -86,7 +87,7 @@ class CountingNodes(MutableMapping):
         self.handle = self.db.get_column_family_handle("nodes")
         self.snapshot = self.db.get_column_family_handle("snapshot")
         self.pending: dict[bytes, bytes] = {}
-        self.flat: dict[bytes, bytes] = {}  # snapshot records of the block
+        self.flat: dict[bytes, bytes | None] = {}  # snapshot records of the block (None: gone)
         self.reads = 0
 
     def __getitem__(self, key: bytes) -> bytes:
@@ -118,9 +119,12 @@ class CountingNodes(MutableMapping):
             batch.put(key, value, self.handle)
         node_bytes = batch.size_in_bytes()
         for key, value in self.flat.items():
-            batch.put(key, value, self.snapshot)
+            if value is None:
+                batch.delete(key, self.snapshot)
+            else:
+                batch.put(key, value, self.snapshot)
         stats = (batch.len(), node_bytes, batch.size_in_bytes() - node_bytes)
-        self.db.write(batch)
+        write_synced(self.db, batch)  # as durable as ours
         self.pending, self.flat = {}, {}
         return stats
 
@@ -145,7 +149,7 @@ class Baseline:
                 for slot, value in changes:
                     hashed = keccak(slot.to_bytes(32, "big"))
                     batch[hashed] = rlp.encode(value) if value else b""
-                    self.nodes.flat[b"o" + keccak(address) + hashed] = int_bytes(value)
+                    self.nodes.flat[b"o" + keccak(address) + hashed] = int_bytes(value) or None
             self.storage_roots[address] = trie.root_hash
         trie = HexaryTrie(self.nodes, self.root)
         with trie.squash_changes() as batch:

@@ -14,7 +14,7 @@ One RocksDB (rocksdict, raw mode) with column families:
 
 A block's changes go in one atomic write batch (``write_block``), synced before it returns
 (``write_synced``: the write-ahead log is fsync'd), so a power cut loses no committed block. A
-deleted account leaves nothing behind: its index entry, record and slots go with it. Reading
+deleted account leaves no index entry behind unless a slot of it is still stored. Reading
 an account takes two point reads (index, account), a slot two (index, contract);
 ``get_many`` batches them for the preloader. Ray workers open the same directory read-only
 or as a secondary instance.
@@ -26,6 +26,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,8 @@ class StateStorage:
         self.read_only = read_only or secondary is not None
         self.keep_writesets = keep_writesets
         self._options, self._write_buffer = options, write_buffer_bytes
+        self._catch_up_lock = threading.Lock()
+        self._retired: tuple[Rdict, dict[str, Rdict]] | None = None  # a secondary replaced
         self._open()
         try:
             check_layout(self._cf["meta"], f"{self.path}", writable=not self.read_only)
@@ -195,7 +198,7 @@ class StateStorage:
             raise
 
     def _open(self) -> None:
-        self._db = open_rocksdb(
+        db = open_rocksdb(
             self.path,
             COLUMN_FAMILIES,
             read_only=self.read_only and self.secondary is None,
@@ -203,15 +206,26 @@ class StateStorage:
             options=self._options,
             write_buffer_bytes=self._write_buffer,
         )
+        families = {name: db.get_column_family(name) for name in COLUMN_FAMILIES}
+        handles = {name: db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
+        # (swapped whole: a reader on another thread sees the old instance or the new one)
+        self._db, self._cf, self._handles = db, families, handles
         self.closed = False
         open_stores.opened(self)
-        self._cf = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
-        self._handles = {name: self._db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
 
     def close(self) -> None:
         """Release the DB (every column-family view holds it open too); once."""
         if not self.closed:
+            self._close_retired()
             close_rocksdb(self)
+
+    def _close_retired(self) -> None:
+        if self._retired is not None:
+            db, families = self._retired
+            self._retired = None
+            for family in families.values():
+                family.close()
+            db.close()
 
     def catch_up(self) -> None:
         """A secondary instance: see what the primary has written since.
@@ -223,12 +237,20 @@ class StateStorage:
         flushed, read back as block 1's while the commit mark said block 3). So when a
         catch-up brings new SST files (a flush or a compaction), the secondary is opened
         afresh instead, which reads the SST files and only the live log.
+
+        One secondary serves every thread of its process (in-process Compute Units), so the
+        new instance is opened before it replaces the old one, and the old one is closed only
+        at the next reopen (a block later, its readers long done), never under a reader.
         """
-        files = self._db.live_files()
-        self._db.try_catch_up_with_primary()
-        if self._db.live_files() != files:
-            close_rocksdb(self)
-            self._open()
+        with self._catch_up_lock:
+            files = self._db.live_files()
+            self._db.try_catch_up_with_primary()
+            if self._db.live_files() == files:
+                return
+            self._close_retired()
+            old = (self._db, self._cf)
+            self._open()  # (a failure here leaves the old instance in place, still working)
+            self._retired = old
 
     # -- reads ------------------------------------------------------------------------------
     def last_committed(self) -> CommitMark | None:

@@ -4,6 +4,7 @@ reopening (read-only and as a secondary); a wrong layout or a corrupt record is 
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
@@ -193,6 +194,44 @@ def test_a_secondary_never_reads_a_value_its_primary_flushed_over(tmp_path):
     secondary.catch_up()
     assert secondary.last_committed().number == 3
     assert secondary.get(acct_key(ADDRESSES[0])) == AccountFields(2)
+    secondary.close()
+    ss.close()
+
+
+def test_a_secondary_reopened_under_readers_on_other_threads_keeps_serving_them(tmp_path):
+    """In-process Compute Units share one secondary per path across threads: a catch-up
+    that reopens it must not pull the instance from under a reader."""
+    path, address = tmp_path / "ss", ADDRESSES[0]
+    ss = StateStorage(path)
+    one = {acct_key(address): AccountFields(1)}
+    ss.write_block(CommitMark(1, b"\0" * 32), one, (), records(one))
+    secondary = StateStorage(path, secondary=tmp_path / "secondary")
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                secondary.get_many([acct_key(address), slot_key(address, 1)])
+            except Exception as err:  # noqa: BLE001 - collected, asserted below
+                errors.append(repr(err))
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    try:
+        for number in range(2, 30):
+            block = {acct_key(address): AccountFields(number)}
+            ss.write_block(CommitMark(number, b"\0" * 32), block, (), records(block))
+            if number % 3 == 0:
+                ss.flush()  # new SST files: the next catch-up reopens
+            secondary.catch_up()
+            assert secondary.get(acct_key(address)) == AccountFields(number)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert errors == []
     secondary.close()
     ss.close()
 
