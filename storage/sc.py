@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -368,26 +368,34 @@ class StateCommitment:
     def _prune(self, number: int, batch: WriteBatch) -> None:
         """Drop what only blocks older than the last ``keep_versions`` could read: the pages
         replaced at or before the oldest kept block (its garbage), and older roots. Records
-        are deleted by key from where the last pruning stopped (``meta/pruned_through``): one
-        block's a block, never a scan over the tombstones of earlier ones."""
+        are read from where the last pruning stopped (``meta/pruned_through``) by a seek, so
+        the tombstones of earlier ones are never rescanned; a block's pruning meets one
+        record of each kind (block numbers skip: a chain's genesis may be block 0 and its
+        next block 19,932,703, so records are iterated, not numbers)."""
         oldest_kept = number - self.keep_versions + 1
         if oldest_kept <= 0:
             return
         meta, pages = self._handles["meta"], self._handles["pages"]
         done = self._meta.get(META_PRUNED)
-        start = 0 if done is None else int.from_bytes(done, "big")
-        for block in range(start, oldest_kept + 1):
-            key = _block_key(GARBAGE_PREFIX, block)
-            data = self._meta.get(key)
-            if data is None or (done is not None and block == start):
-                continue  # (the oldest kept at the last pruning: its garbage went then)
+        start = 0 if done is None else int.from_bytes(done, "big") + 1
+        for block, key, data in self._records(GARBAGE_PREFIX, start, oldest_kept + 1):
             for page in rlp.decode(self._unseal(data, f"meta/garbage/{block}")):
                 batch.delete(page, pages)
                 self._cache.pop(page, None)
             batch.delete(key, meta)
-        for block in range(start, oldest_kept):
-            batch.delete(_block_key(ROOT_PREFIX, block), meta)
+        for _, key, _ in self._records(ROOT_PREFIX, max(0, start - 1), oldest_kept):
+            batch.delete(key, meta)
         batch.put(META_PRUNED, oldest_kept.to_bytes(8, "big"), meta)
+
+    def _records(self, prefix: bytes, first: int, end: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """(block, key, value) of the ``prefix`` records of blocks ``first`` to ``end - 1``."""
+        for key, data in self._meta.items(from_key=_block_key(prefix, first)):
+            if not key.startswith(prefix):
+                return
+            block = int.from_bytes(key[len(prefix) :], "big")
+            if block >= end:
+                return
+            yield block, key, data
 
     def _unseal(self, data: bytes, where: str) -> bytes:
         try:

@@ -341,3 +341,17 @@ def test_bounded_caches_give_the_same_roots(tmp_path):
         assert len(sc._cache) <= 4 and sc.loaded <= 10
     assert dropped  # the bound was reached and the tries reloaded from pages
     sc.close()
+
+
+def test_pruning_follows_block_numbers_that_jump(tmp_path):
+    """A chain's genesis is block 0 and its next block may be 19,932,703 (a mainnet replay):
+    pruning walks the records there are, not every number in between."""
+    sc = StateCommitment(tmp_path / "sc", keep_versions=2)
+    for number in (0, 10**12, 10**12 + 1, 10**12 + 2):
+        sc.commit(number, {acct_key(ADDRESSES[0]): AccountFields(nonce=number % 7 + 1)}, ())
+    roots = [k for k in sc._meta.keys() if k.startswith(b"root/")]  # noqa: SIM118
+    assert [int.from_bytes(k[5:], "big") for k in roots] == [10**12 + 1, 10**12 + 2]
+    assert set(sc._pages.keys()) == reachable_pages(sc, 10**12 + 1) | reachable_pages(
+        sc, 10**12 + 2
+    )
+    sc.close()
