@@ -14,8 +14,9 @@ else the reference of the storage trie's root page. Committing a block is two st
    batch together with the block's root record: durable when it returns. Pages it replaced or
    no longer reaches are listed as the block's garbage; with ``keep_versions`` N (128 unless
    told: geth keeps 128 diff layers; at least 2, since recovery may roll back a block; None
-   keeps every version, an archive), the garbage of the block leaving the window is deleted
-   by key, so the last N roots and proofs stay readable and nothing is rescanned.
+   keeps every version, an archive), the garbage of the block leaving the window is deleted,
+   read from where the last pruning stopped, so the last N roots and proofs stay readable and
+   no earlier record or tombstone is rescanned.
 
 Every page read is checked twice: its bytes against the digest its parent's reference
 recorded (the root page's against the block's root record, which carries a checksum of its

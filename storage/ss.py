@@ -131,13 +131,18 @@ def open_rocksdb(
 def close_rocksdb(store: Any) -> None:
     """Close a store's RocksDB: its column-family views first (each holds the DB open),
     then the DB; the store leaves the open-store registry."""
-    for family in store._cf.values():
-        family.close()
+    close_db(store._db, store._cf)
     store._cf.clear()
     store._handles.clear()
-    store._db.close()
     store.closed = True
     open_stores.closed(store)
+
+
+def close_db(db: Rdict, families: Mapping[str, Rdict]) -> None:
+    """Close a RocksDB and its column-family views (views first: each holds the DB open)."""
+    for family in families.values():
+        family.close()
+    db.close()
 
 
 def rocksdb_tickers(options: Options) -> dict[str, int]:
@@ -223,9 +228,7 @@ class StateStorage:
         if self._retired is not None:
             db, families = self._retired
             self._retired = None
-            for family in families.values():
-                family.close()
-            db.close()
+            close_db(db, families)
 
     def catch_up(self) -> None:
         """A secondary instance: see what the primary has written since.
