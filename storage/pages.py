@@ -15,12 +15,22 @@ with a garbled child reference is refused, not followed.
 A page's key is ``version (8 bytes) ‖ depth (1 byte) ‖ sequence (5 bytes)``, big-endian
 (litepaper: B + D + S = K): rewriting a page in a block writes a new key, so every earlier
 version stays readable until pruned.
+
+A new version is stored either full or as a *delta page* (LETUS's delta pages): the entries
+that changed since the page's previous version, each as a structural diff of its nodes (a
+node the previous version has unchanged at the same place is ``SAME``, one byte; a child
+reference kept is its index in the previous entry's references), with the previous version's
+block and digest. A page is read as its full base with its deltas applied in order, each
+stored version checked against its digest; the writer stores a full page again once the
+deltas since the base would outweigh it (or after ``max_deltas`` of them), so a read touches
+a bounded chain.
 """
 
 from __future__ import annotations
 
 import bisect
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -32,6 +42,8 @@ from storage.keys import int_bytes
 from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub, from_nibbles, to_nibbles
 
 PAGE_KEY_BYTES = 14
+SAME = b"S"  # in a delta page: the node the previous version has here, unchanged
+# (never a node's encoding: those are b"", a 32-byte hash or a list)
 
 
 class PageError(ValueError):
@@ -127,6 +139,7 @@ class Entry:
     node: Node
     refs: list[PageRef] = field(default_factory=list)
     encoded: bytes | None = field(default=None, repr=False)  # cached ``encode_entry`` result
+    node_raw: Raw = field(default=None, repr=False)  # its node's page encoding (for deltas)
 
     def ref_for(self, path: bytes) -> PageRef | None:
         """The child page whose range holds ``path``."""
@@ -139,8 +152,14 @@ class Entry:
 
 @dataclass
 class Page:
+    """A page's entries as of one version; ``chain`` holds the keys of the stored versions
+    it is read from (its own first, its full base last) and ``delta_bytes`` the bytes of the
+    deltas among them."""
+
     depth: int
     entries: list[Entry]
+    chain: tuple[bytes, ...] = ()
+    delta_bytes: int = 0
     _by_path: dict[bytes, Entry] | None = field(default=None, repr=False)
 
     def entry(self, path: bytes) -> Entry | None:
@@ -208,7 +227,8 @@ def encode_entry(entry: Entry, levels: int, node_raw: Raw = None) -> bytes:
     ``node_raw`` is its node's encoding if ``entry_parts`` gave it already."""
     if entry.encoded is None:
         if node_raw is None:
-            node_raw = entry_parts(entry, levels)[0]
+            node_raw = entry.node_raw or entry_parts(entry, levels)[0]
+        entry.node_raw = node_raw
         refs = [ref.raw() for ref in entry.refs]
         entry.encoded = encode_raw([pack_nibbles(entry.path), node_raw, refs])
     return entry.encoded
@@ -228,20 +248,141 @@ def _list_prefix(length: int) -> bytes:
     return bytes([0xF7 + len(size)]) + size
 
 
-def decode_page(data: bytes, key: bytes, seq: int) -> Page:
-    """A page's entries, their boundary children as stubs located in the entries' refs."""
+Previous = Callable[[int, int], Page]  # (version, digest) -> the page as of that version
+
+
+def decode_page(data: bytes, key: bytes, seq: int, previous: Previous | None = None) -> Page:
+    """A stored page version's entries, their boundary children as stubs located in the
+    entries' refs; a delta page is applied to its previous version, got from ``previous``."""
     try:
-        depth_raw, *entries_raw = rlp.decode(data)
-        entries = []
-        for packed, node_raw, refs_raw in entries_raw:
-            path = unpack_nibbles(packed)
-            entry = Entry(path, Leaf(b"", b""), [PageRef.from_raw(r) for r in refs_raw])
-            entry.node = _decode_node(node_raw, path, entry, depth=_int(depth_raw) + 1)
-            entry.node.origin = seq
-            entries.append(entry)
-        return Page(_int(depth_raw), entries)
-    except (DecodingError, ValueError, TypeError, IndexError) as err:
+        head, *rest = rlp.decode(data)
+        if isinstance(head, list):
+            return _decode_delta(head, rest, len(data), key, seq, previous)
+        depth = _int(head)
+        entries = [
+            _entry(unpack_nibbles(packed), node_raw, [PageRef.from_raw(r) for r in refs_raw])
+            for packed, node_raw, refs_raw in rest
+        ]
+        return Page(depth, _located(entries, depth, seq), chain=(key,))
+    except (DecodingError, ValueError, TypeError, IndexError, KeyError) as err:
         raise PageError(f"{describe_key(key)}: cannot decode: {err}") from err
+
+
+def _entry(path: bytes, node_raw: Raw, refs: list[PageRef]) -> Entry:
+    return Entry(path, Leaf(b"", b""), refs, node_raw=node_raw)
+
+
+def _located(entries: list[Entry], depth: int, seq: int) -> list[Entry]:
+    """Entries given their nodes (raw decoded, stubs located in the entries' refs)."""
+    for entry in entries:
+        entry.node = _decode_node(entry.node_raw, entry.path, entry, depth=depth + 1)
+        entry.node.origin = seq
+    return entries
+
+
+def _decode_delta(
+    head: Raw, rest: Raw, size: int, key: bytes, seq: int, previous: Previous | None
+) -> Page:
+    if previous is None:
+        raise ValueError("a delta page read without its previous version")
+    depth_raw, *patches = rest
+    depth = _int(depth_raw)
+    before = previous(_int(head[0]), _int(head[1]))
+    if before.depth != depth:
+        raise ValueError(f"a delta at depth {depth} over a page at depth {before.depth}")
+    entries = {entry.path: entry for entry in before.entries}
+    changed = []
+    for patch in patches:
+        path = unpack_nibbles(patch[0])
+        old = entries.pop(path, None) if len(patch) == 1 else entries.get(path)
+        if len(patch) == 1:
+            if old is None:
+                raise ValueError(f"a delta removes entry {path.hex()}, which is not there")
+            continue
+        node_raw = apply_diff(patch[1], None if old is None else old.node_raw)
+        refs = [
+            PageRef.from_raw(r) if isinstance(r, list) else _kept_ref(old, _int(r))
+            for r in patch[2]
+        ]
+        entries[path] = _entry(path, node_raw, refs)
+        changed.append(entries[path])
+    _located(changed, depth, seq)
+    return Page(
+        depth,
+        [entries[path] for path in sorted(entries)],
+        chain=(key, *before.chain),
+        delta_bytes=before.delta_bytes + size,
+    )
+
+
+def _kept_ref(old: Entry | None, index: int) -> PageRef:
+    if old is None:
+        raise ValueError("a delta keeps a reference of an entry that is new")
+    return old.refs[index]
+
+
+def diff_nodes(new: Raw, old: Raw) -> Raw:
+    """``new`` (a node's page encoding) with what ``old`` has unchanged at the same place
+    replaced by ``SAME``."""
+    if new is old or new == old:
+        return SAME
+    if not (isinstance(new, list) and isinstance(old, list) and new and old and new[0] == old[0]):
+        return new  # (a leaf's sub may be [], none, or a PageRef's fields: taken whole)
+    kind = new[0]
+    if kind == b"B":
+        return [kind, new[1], [diff_nodes(n, o) for n, o in zip(new[2], old[2], strict=True)]]
+    if kind == b"E" and new[1] == old[1]:
+        return [kind, new[1], diff_nodes(new[2], old[2])]
+    if kind == b"L" and new[1] == old[1]:
+        return [kind, new[1], new[2], diff_nodes(new[3], old[3])]
+    if kind == b"I":
+        return [kind, diff_nodes(new[1], old[1])]
+    return new
+
+
+def apply_diff(diff: Raw, old: Raw) -> Raw:
+    """The encoding ``diff_nodes`` was given, from its result and the same ``old``."""
+    if diff == SAME:
+        if old is None:
+            raise ValueError("a delta keeps a node its previous version does not have")
+        return old
+    if not isinstance(diff, list) or not diff:
+        return diff
+    same_kind = isinstance(old, list) and bool(old) and old[0] == diff[0]
+    kind = diff[0]
+    if kind == b"B":
+        if len(diff[2]) != 16:
+            raise ValueError("a branch of other than 16 children")
+        olds = old[2] if same_kind else [None] * 16
+        return [kind, diff[1], [apply_diff(d, o) for d, o in zip(diff[2], olds, strict=True)]]
+    if kind == b"E":
+        return [kind, diff[1], apply_diff(diff[2], old[2] if same_kind else None)]
+    if kind == b"L":
+        return [kind, diff[1], diff[2], apply_diff(diff[3], old[3] if same_kind else None)]
+    if kind == b"I":
+        return [kind, apply_diff(diff[1], old[1] if same_kind else None)]
+    return diff
+
+
+def encode_delta(depth: int, before: PageRef, old: Page, entries: list[Entry]) -> bytes:
+    """A delta page taking ``old`` (the page as of ``before``) to ``entries`` (each with its
+    ``node_raw``): the entries removed, and each changed one as a diff."""
+    paths = {entry.path for entry in entries}
+    patches: list[Raw] = [[pack_nibbles(e.path)] for e in old.entries if e.path not in paths]
+    for entry in entries:
+        was = old.entry(entry.path)
+        if was is entry:
+            continue
+        if was is None or was.node_raw is None:
+            patches.append(
+                [pack_nibbles(entry.path), entry.node_raw, [r.raw() for r in entry.refs]]
+            )
+            continue
+        index = {ref: i for i, ref in enumerate(was.refs)}
+        refs = [int_bytes(index[r]) if r in index else r.raw() for r in entry.refs]
+        patches.append([pack_nibbles(entry.path), diff_nodes(entry.node_raw, was.node_raw), refs])
+    head = [int_bytes(before.version), int_bytes(before.digest)]
+    return encode_raw([head, int_bytes(depth), *patches])
 
 
 def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:

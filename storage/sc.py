@@ -53,6 +53,7 @@ from storage.pages import (
     decode_page,
     describe_key,
     digest,
+    encode_delta,
     encode_entry,
     encode_page,
     entry_parts,
@@ -81,6 +82,7 @@ DEFAULT_KEEP_VERSIONS = 128
 DEFAULT_CACHE_PAGES = 32_768  # (~11,000 pages hold 100,000 accounts: a block's rewrite reads
 # the pages it replaces, so the live ones should fit; beyond, memory is traded for reads)
 DEFAULT_MAX_LOADED = 500_000
+DEFAULT_MAX_DELTAS = 8  # delta pages over a full one before it is stored full again
 
 
 def _block_key(prefix: bytes, number: int) -> bytes:
@@ -102,6 +104,7 @@ class StateCommitment:
         cache_pages: int = DEFAULT_CACHE_PAGES,
         max_loaded: int = DEFAULT_MAX_LOADED,
         write_buffer_bytes: int | None = None,
+        max_deltas: int = DEFAULT_MAX_DELTAS,
     ) -> None:
         if keep_versions is not None and keep_versions < 2:
             raise ValueError(
@@ -110,6 +113,7 @@ class StateCommitment:
             )
         self.path = Path(path)
         self.cache_pages, self.max_loaded = cache_pages, max_loaded
+        self.max_deltas = max_deltas
         self.loaded = 0  # entries loaded into the tries since they were last dropped
         self.levels, self.page_target, self.keep_versions = levels, page_target, keep_versions
         self.read_only = read_only
@@ -181,7 +185,12 @@ class StateCommitment:
         return Trie(Stub(root_hash, (0, ref, b""), ref.seq), self._load)
 
     def _page(self, depth: int, ref: PageRef) -> Page:
-        key = ref.key(depth)
+        return self._version(depth, ref.seq, ref.version, ref.digest)
+
+    def _version(self, depth: int, seq: int, version: int, checksum: int) -> Page:
+        """Page ``seq`` as of ``version`` (a delta page applied to the versions before it),
+        each stored version checked against the digest its reader recorded."""
+        key = page_key(version, depth, seq)
         page = self._cache.get(key)
         if page is not None:
             self._cache.move_to_end(key)
@@ -190,15 +199,17 @@ class StateCommitment:
         if data is None:
             raise StorageError(
                 f"{self.path}: pages/{describe_key(key)}: page is missing (version "
-                f"{ref.version} of sequence {ref.seq}, depth {depth})"
+                f"{version} of sequence {seq}, depth {depth})"
             )
-        if digest(data) != ref.digest:
+        if digest(data) != checksum:
             raise StorageError(
                 f"{self.path}: pages/{describe_key(key)}: the page does not match the digest "
                 "its parent recorded (corrupt page or child reference)"
             )
         try:
-            page = decode_page(data, key, ref.seq)
+            page = decode_page(
+                data, key, seq, lambda before, check: self._version(depth, seq, before, check)
+            )
         except PageError as err:
             raise StorageError(f"{self.path}: pages/{err}") from err
         self._cache[key] = page
@@ -459,16 +470,13 @@ class _PageWriter:
         pages: list[Written] = []
         for ref in old_refs:
             items = by_seq.pop(ref.seq, [])
-            key = ref.key(depth)
             if not items:
                 self.drop(depth, ref)
                 continue
             if len(items) == ref.count and ref.seq not in moved_into:
                 pages.append((ref, None, 0))
                 continue
-            self.garbage.append(key)
-            old_page = self.sc._page(depth, ref)
-            pages.extend(self.write_pages(depth, items, ref.seq, old_page))
+            pages.extend(self.write_pages(depth, items, ref, self.sc._page(depth, ref)))
         if None in by_seq:
             pages.extend(self.write_pages(depth, by_seq[None], None, None))
         return self._merge(depth, pages)
@@ -478,15 +486,19 @@ class _PageWriter:
 
         (Storage pages anchored by its leaves are not: accounts keep them when they move.)
         """
-        self.garbage.append(ref.key(depth))
-        for entry in self.sc._page(depth, ref).entries:
+        page = self.sc._page(depth, ref)
+        self.garbage.extend(page.chain)
+        for entry in page.entries:
             for child in entry.refs:
                 self.drop(depth + 1, child)
 
     def write_pages(
-        self, depth: int, items: list[tuple[bytes, Node]], seq: int | None, old: Page | None
+        self, depth: int, items: list[tuple[bytes, Node]], before: PageRef | None, old: Page | None
     ) -> list[Written]:
-        """Entries for ``items`` (their own child pages written first), split by size."""
+        """Entries for ``items`` (their own child pages written first), split by size; as a
+        delta page over ``old`` (the page as of ``before``) when the page keeps its entries
+        in one page and the deltas since its full base stay lighter than it."""
+        seq = None if before is None else before.seq
         if old is not None:  # entries that are gone take their child pages with them
             paths = {path for path, _ in items}
             for entry in old.entries:
@@ -522,6 +534,18 @@ class _PageWriter:
                 sizes.append(0)
             chunks[-1].append((entry, encoded))
             sizes[-1] += len(encoded)
+        if (
+            before is not None
+            and old is not None
+            and len(chunks) == 1
+            and len(old.chain) <= self.sc.max_deltas
+        ):
+            data = encode_delta(depth, before, old, entries)
+            if old.delta_bytes + len(data) < sizes[0]:
+                page = Page(depth, entries, (b"", *old.chain), old.delta_bytes + len(data))
+                return [(self._store(page, data, before.seq), None, 0)]
+        if old is not None:  # stored full: the versions it was read from are garbage
+            self.garbage.extend(old.chain)
         self.sc.splits += len(chunks) - 1
         out = []
         for index, chunk in enumerate(chunks):
@@ -557,13 +581,20 @@ class _PageWriter:
         return [ref for ref, _, _ in merged]
 
     def _put(self, depth: int, encoded: Encoded, seq: int) -> PageRef:
+        """A full page of ``encoded`` entries."""
         entries = [entry for entry, _ in encoded]
-        page = Page(depth, entries)
         data = encode_page(depth, [data for _, data in encoded])
+        return self._store(Page(depth, entries, (b"",)), data, seq)
+
+    def _store(self, page: Page, data: bytes, seq: int) -> PageRef:
+        """Store ``data`` (``page`` full or as a delta) as this block's version of ``seq``;
+        ``page.chain`` starts with a placeholder for its own key."""
+        entries = page.entries
         ref = PageRef(
             entries[0].path, entries[-1].path, self.number, seq, len(entries), digest(data)
         )
-        key = ref.key(depth)
+        key = ref.key(page.depth)
+        page.chain = (key, *page.chain[1:])
         self.batch.put(key, data, self.pages_cf)
         self.sc._cache[key] = page
         for entry in entries:

@@ -17,11 +17,13 @@ from storage.keys import AccountFields, acct_key, slot_key
 from storage.mpt import Branch, Extension, Leaf
 from storage.pages import (
     InlineTrie,
+    Page,
     PageRef,
     decode_page,
     describe_key,
     encode_entry,
     encode_page,
+    page_key,
 )
 from storage.reference_trie import TrieCommitter
 from storage.sc import StateCommitment
@@ -170,10 +172,11 @@ def test_a_corrupted_child_reference_is_refused(tmp_path):
     """A page rewritten well formed but with one child page reference changed (its entry
     count: node hashes do not cover references, the page's digest in its parent does)."""
     sc = committed(tmp_path)
-    key = sc._root_record(3)[1].key(0)
-    page = decode_page(sc._pages[key], key, 0)
+    ref = sc._root_record(3)[1]
+    key, page = ref.key(0), sc._page(0, ref)  # (maybe a delta page: rewritten full here)
     entry = next(e for e in page.entries if e.refs)
     entry.refs[0] = replace(entry.refs[0], count=entry.refs[0].count + 1)
+    entry.encoded = None
     sc._pages[key] = encode_page(page.depth, [encode_entry(e, 1) for e in page.entries])
     sc.close()
     named = describe_key(key).replace("(", "\\(").replace(")", "\\)")
@@ -273,12 +276,16 @@ def reachable_pages(sc: StateCommitment, number: int) -> set[bytes]:
                 if child is not None:
                     yield from leaves(child)
 
+    def stored(depth: int, seq: int, version: int) -> Page:  # read from disk, not the cache
+        key = page_key(version, depth, seq)
+        data = sc._pages[key]  # KeyError: a reachable page (or a version a delta needs) is gone
+        return decode_page(data, key, seq, lambda before, _: stored(depth, seq, before))
+
     def visit(depth: int, ref: PageRef) -> None:
-        key = ref.key(depth)
-        if key in found:
+        if ref.key(depth) in found:
             return
-        found.add(key)
-        page = decode_page(sc._pages[key], key, ref.seq)  # KeyError: a reachable page is gone
+        page = stored(depth, ref.seq, ref.version)
+        found.update(page.chain)  # a delta page and every version below it
         for entry in page.entries:
             for child in entry.refs:
                 visit(depth + 1, child)
@@ -355,3 +362,69 @@ def test_pruning_follows_block_numbers_that_jump(tmp_path):
         sc, 10**12 + 2
     )
     sc.close()
+
+
+def stored_deltas(sc: StateCommitment) -> list[bytes]:
+    """Keys of the stored page versions that are delta pages."""
+    return [key for key, data in sc._pages.items() if isinstance(rlp.decode(data)[0], list)]
+
+
+def test_delta_pages_are_written_and_read_back_cold(tmp_path):
+    """Pages changed in a few entries are stored as deltas; reopened with nothing cached,
+    every version reads (through its chains of deltas) the same values as a store of full
+    pages only, which wrote more."""
+    blocks = list(random_state_blocks(7, 20))
+    addresses = {address for writes, _ in blocks for address in _addresses(writes)}
+    stores = {}
+    for name, max_deltas in (("deltas", 8), ("full", 0)):
+        sc = StateCommitment(
+            tmp_path / name, levels=1, page_target=600, keep_versions=None, max_deltas=max_deltas
+        )
+        reference = TrieCommitter([])
+        for number, (writes, wiped) in enumerate(blocks, start=1):
+            assert sc.commit(number, writes, wiped) == reference.commit(
+                writes, wiped, lambda h: b""
+            )
+        stores[name] = (sc.bytes_written, bool(stored_deltas(sc)))
+        sc.close()
+    assert stores["deltas"] == (stores["deltas"][0], True) and not stores["full"][1]
+    assert stores["deltas"][0] < stores["full"][0]
+    cold, full = (
+        StateCommitment(tmp_path / name, levels=1, page_target=600, keep_versions=None)
+        for name in ("deltas", "full")
+    )
+    try:
+        for number in range(1, len(blocks) + 1):
+            ours, theirs = cold.at(number), full.at(number)
+            assert ours.root_hash == theirs.root_hash
+            for address in addresses:
+                key = keccak(address)
+                assert ours.get(key) == theirs.get(key)
+                assert ours.proof(key) == theirs.proof(key)
+    finally:
+        cold.close()
+        full.close()
+
+
+def test_a_delta_page_whose_previous_version_is_gone_is_an_error_naming_it(tmp_path):
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, keep_versions=None)
+    for number, (writes, wiped) in enumerate(random_state_blocks(7, 12), start=1):
+        sc.commit(number, writes, wiped)
+    delta = max(stored_deltas(sc))
+    before = rlp.decode(sc._pages[delta])[0][0]
+    gone = page_key(int.from_bytes(before, "big"), delta[8], int.from_bytes(delta[9:], "big"))
+    del sc._pages[gone]
+    sc.close()
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, keep_versions=None)
+    named = describe_key(gone).replace("(", "\\(").replace(")", "\\)")
+    try:
+        with pytest.raises(StorageError, match=f"{named}: page is missing"):
+            for number in range(1, 13):
+                for address in {a for w, _ in random_state_blocks(7, 12) for a in _addresses(w)}:
+                    sc.at(number).get(keccak(address))
+    finally:
+        sc.close()
+
+
+def _addresses(writes) -> set[bytes]:
+    return {key[1] for key in writes}
