@@ -294,11 +294,11 @@ def _decode_delta(
     changed = []
     for patch in patches:
         path = unpack_nibbles(patch[0])
-        old = entries.pop(path, None) if len(patch) == 1 else entries.get(path)
-        if len(patch) == 1:
-            if old is None:
+        if len(patch) == 1:  # an entry removed
+            if entries.pop(path, None) is None:
                 raise ValueError(f"a delta removes entry {path.hex()}, which is not there")
             continue
+        old = entries.get(path)
         node_raw = apply_diff(patch[1], None if old is None else old.node_raw)
         refs = [
             PageRef.from_raw(r) if isinstance(r, list) else _kept_ref(old, _int(r))

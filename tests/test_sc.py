@@ -387,8 +387,9 @@ def test_delta_pages_are_written_and_read_back_cold(tmp_path):
             )
         stores[name] = (sc.bytes_written, bool(stored_deltas(sc)))
         sc.close()
-    assert stores["deltas"] == (stores["deltas"][0], True) and not stores["full"][1]
-    assert stores["deltas"][0] < stores["full"][0]
+    (delta_bytes, has_deltas), (full_bytes, full_has_deltas) = stores["deltas"], stores["full"]
+    assert has_deltas and not full_has_deltas
+    assert delta_bytes < full_bytes
     cold, full = (
         StateCommitment(tmp_path / name, levels=1, page_target=600, keep_versions=None)
         for name in ("deltas", "full")
