@@ -97,6 +97,32 @@ class ApiServer:
                 return
             time.sleep(0.5)
 
+    def serve_ebs_until_used(
+        self, generator: BlockGenerator, interval: float, timeout: float
+    ) -> int:
+        """After the ramp, until a block has carried a transaction in the subscribed EBS:
+        its CU's actors start off the chain's path, and on a slow or crowded machine the
+        ramp can end before they serve. Keeps a light load (mints among it) coming meanwhile;
+        how many transactions the node took. Gives up after ``timeout`` (the caller's
+        assertions then say what was missing)."""
+        deadline = time.monotonic() + timeout
+        seen = 0  # blocks already looked at
+        submitted = 0
+        while time.monotonic() < deadline:
+            latest = self.client.get("/v1/blocks/latest")
+            last = latest.json()["number"] if latest.status_code == 200 else 0
+            # read after the head: a block that used the CU was made after it was active
+            subs = self.client.get("/v1/ebs/subscriptions").json()
+            cu = subs[0]["cu"] if subs and subs[0]["status"] == "active" else None
+            for number in range(seen + 1, last + 1):
+                block = self.client.get(f"/v1/blocks/{number}").json()
+                if cu is not None and block["txs"].get(cu, 0):
+                    return submitted
+                seen = number
+            submitted += self.send_raw([tx.encode() for tx in generator.block(5)])
+            time.sleep(interval)
+        return submitted
+
     def wait_verified(self, timeout: float = 120.0) -> None:
         """Until the verifier replica has checked every block committed so far."""
         deadline = time.monotonic() + timeout
@@ -149,6 +175,8 @@ def run_story(
                 interval += 1
                 time.sleep(max(0.0, settings.block_interval - (time.monotonic() - started)))
         time.sleep(3 * settings.block_interval)  # the last transactions land
+        if subscribe_after is not None:
+            submitted += api.serve_ebs_until_used(generator, settings.block_interval, 60.0)
         api.wait_scale_down(60 * settings.block_interval + 10)
         ray.get(actor.stop.remote())
         api.wait_verified()
