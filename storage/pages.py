@@ -7,10 +7,11 @@ entries that hang below the same parent entry, in path order, and is kept near a
 nodes are encoded compactly: children in the same page are inline, without hashes; a child
 beyond the cut is its 32-byte hash, and its entry records, per child page, a ``PageRef``:
 version (block of the page's last change), sequence, first and last entry path, entry count,
-and the CRC-32 of the child page's bytes. Node hashes cover the trie, not the references
-between pages; the digests do: every page read back is checked against the digest its parent
-recorded (the root page's against the block's root record, checksummed itself), so a page
-with a garbled child reference is refused, not followed.
+the CRC-32 of the child page's bytes, and which pack holds them if one does. Node hashes
+cover the trie, not the references between pages; the digests do: every page read back is
+checked against the digest its parent recorded (the root page's against the block's root
+record, checksummed itself), so a page with a garbled child reference is refused, not
+followed.
 
 A page's key is ``version (8 bytes) ‖ depth (1 byte) ‖ sequence (5 bytes)``, big-endian
 (litepaper: B + D + S = K): rewriting a page in a block writes a new key, so every earlier
@@ -23,7 +24,10 @@ reference kept is its index in the previous entry's references), with the previo
 block and digest. A page is read as its full base with its deltas applied in order, each
 stored version checked against its digest; the writer stores a full page again once the
 deltas since the base would outweigh it (or after ``max_deltas`` of them), so a read touches
-a bounded chain.
+a bounded chain. A block's delta pages (a few hundred bytes each) are not stored one record
+each but packed, in the order written, into *packs* of about the page target under
+``version ‖ 0xFF ‖ pack number`` keys, so a block writes hundreds of records, not thousands;
+a reference to a packed version says which pack holds it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from storage.keys import int_bytes
 from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub, from_nibbles, to_nibbles
 
 PAGE_KEY_BYTES = 14
+PACK_DEPTH = 0xFF  # the depth byte of a pack's key (pages are at most 64 deep)
 SAME = b"S"  # in a delta page: the node the previous version has here, unchanged
 # (never a node's encoding: those are b"", a 32-byte hash or a list)
 
@@ -60,9 +65,15 @@ class PageRef:
     seq: int
     count: int
     digest: int  # CRC-32 of the page's stored bytes
+    pack: int = 0  # 0: stored under its own key; n: in pack n - 1 of its block
 
     def key(self, depth: int) -> bytes:
+        """The version's own key (what names it, and caches it)."""
         return page_key(self.version, depth, self.seq)
+
+    def stored_key(self, depth: int) -> bytes:
+        """The key of the record that holds the version's bytes."""
+        return pack_key(self.version, self.pack - 1) if self.pack else self.key(depth)
 
     def raw(self) -> Raw:
         return [
@@ -72,12 +83,17 @@ class PageRef:
             int_bytes(self.seq),
             int_bytes(self.count),
             int_bytes(self.digest),
+            *([int_bytes(self.pack)] if self.pack else []),
         ]
 
     @classmethod
     def from_raw(cls, raw: Raw) -> PageRef:
-        start, end, version, seq, count, digest = raw
-        return cls(start, end, _int(version), _int(seq), _int(count), _int(digest))
+        start, end, version, seq, count, digest, *pack = raw
+        if len(pack) > 1:
+            raise ValueError(f"a page reference of {len(raw)} fields")
+        return cls(
+            start, end, _int(version), _int(seq), _int(count), _int(digest), _int(b"".join(pack))
+        )
 
 
 def digest(data: bytes) -> int:
@@ -124,11 +140,38 @@ def page_key(version: int, depth: int, seq: int) -> bytes:
     return version.to_bytes(8, "big") + depth.to_bytes(1, "big") + seq.to_bytes(5, "big")
 
 
+def pack_key(version: int, number: int) -> bytes:
+    """The key of pack ``number`` of block ``version``: after the block's pages."""
+    return page_key(version, PACK_DEPTH, number)
+
+
 def describe_key(key: bytes) -> str:
     if len(key) != PAGE_KEY_BYTES:
         return key.hex()
     version, depth, seq = int.from_bytes(key[:8]), key[8], int.from_bytes(key[9:])
+    if depth == PACK_DEPTH:
+        return f"pack(version={version}, number={seq})"
     return f"page(version={version}, depth={depth}, seq={seq})"
+
+
+def encode_pack(items: list[tuple[int, int, bytes]]) -> bytes:
+    """A pack: several small stored versions (delta pages) of one block in one record, each
+    named by (depth, sequence); sealed, and each item checked by its own digest on read."""
+    return seal(
+        encode_raw([[int_bytes(depth), int_bytes(seq), data] for depth, seq, data in items])
+    )
+
+
+def unpack(sealed: bytes, key: bytes, depth: int, seq: int) -> bytes:
+    """The bytes of page ``seq`` at ``depth`` in the pack stored under ``key``."""
+    where = describe_key(key)
+    try:
+        for item_depth, item_seq, data in rlp.decode(unseal(sealed, where)):
+            if (_int(item_depth), _int(item_seq)) == (depth, seq):
+                return data
+    except (DecodingError, ValueError, TypeError) as err:
+        raise PageError(f"{where}: cannot decode: {err}") from err
+    raise PageError(f"{where}: holds no page of sequence {seq} at depth {depth}")
 
 
 @dataclass
@@ -248,7 +291,7 @@ def _list_prefix(length: int) -> bytes:
     return bytes([0xF7 + len(size)]) + size
 
 
-Previous = Callable[[int, int], Page]  # (version, digest) -> the page as of that version
+Previous = Callable[[int, int, int], Page]  # (version, digest, pack) -> the page then
 
 
 def decode_page(data: bytes, key: bytes, seq: int, previous: Previous | None = None) -> Page:
@@ -287,7 +330,8 @@ def _decode_delta(
         raise ValueError("a delta page read without its previous version")
     depth_raw, *patches = rest
     depth = _int(depth_raw)
-    before = previous(_int(head[0]), _int(head[1]))
+    version, checksum, *pack = head
+    before = previous(_int(version), _int(checksum), _int(b"".join(pack)))
     if before.depth != depth:
         raise ValueError(f"a delta at depth {depth} over a page at depth {before.depth}")
     entries = {entry.path: entry for entry in before.entries}
@@ -382,6 +426,8 @@ def encode_delta(depth: int, before: PageRef, old: Page, entries: list[Entry]) -
         refs = [int_bytes(index[r]) if r in index else r.raw() for r in entry.refs]
         patches.append([pack_nibbles(entry.path), diff_nodes(entry.node_raw, was.node_raw), refs])
     head = [int_bytes(before.version), int_bytes(before.digest)]
+    if before.pack:
+        head.append(int_bytes(before.pack))
     return encode_raw([head, int_bytes(depth), *patches])
 
 

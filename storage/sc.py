@@ -30,7 +30,7 @@ demand.
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from storage import open_stores
 from storage.keys import ACCT, SLOT, StateKey, decode_account, encode_account, int_bytes
 from storage.mpt import Node, Stub, Trie
 from storage.pages import (
+    PACK_DEPTH,
     Entry,
     InlineTrie,
     Page,
@@ -55,10 +56,13 @@ from storage.pages import (
     digest,
     encode_delta,
     encode_entry,
+    encode_pack,
     encode_page,
     entry_parts,
+    pack_key,
     page_key,
     seal,
+    unpack,
     unseal,
 )
 from storage.ss import (
@@ -75,6 +79,7 @@ META_LAST = b"last_block"
 META_NEXT_SEQ = b"next_seq"
 ROOT_PREFIX = b"root/"
 GARBAGE_PREFIX = b"garbage/"
+PACKS_PREFIX = b"packs/"  # a block's packs: how many of their versions pruning has yet to free
 META_PRUNED = b"pruned_through"  # oldest block kept at the last pruning
 DEFAULT_LEVELS = 2
 DEFAULT_TARGET = 4096
@@ -185,30 +190,37 @@ class StateCommitment:
         return Trie(Stub(root_hash, (0, ref, b""), ref.seq), self._load)
 
     def _page(self, depth: int, ref: PageRef) -> Page:
-        return self._version(depth, ref.seq, ref.version, ref.digest)
+        return self._version(depth, ref.seq, ref.version, ref.digest, ref.pack)
 
-    def _version(self, depth: int, seq: int, version: int, checksum: int) -> Page:
+    def _version(self, depth: int, seq: int, version: int, checksum: int, pack: int) -> Page:
         """Page ``seq`` as of ``version`` (a delta page applied to the versions before it),
-        each stored version checked against the digest its reader recorded."""
+        each stored version checked against the digest its reader recorded; ``pack`` says
+        which of the block's packs holds it (0: none, it has a record of its own)."""
         key = page_key(version, depth, seq)
         page = self._cache.get(key)
         if page is not None:
             self._cache.move_to_end(key)
             return page
-        data = self._pages.get(key)
+        stored = pack_key(version, pack - 1) if pack else key
+        data = self._pages.get(stored)
         if data is None:
             raise StorageError(
-                f"{self.path}: pages/{describe_key(key)}: page is missing (version "
-                f"{version} of sequence {seq}, depth {depth})"
-            )
-        if digest(data) != checksum:
-            raise StorageError(
-                f"{self.path}: pages/{describe_key(key)}: the page does not match the digest "
-                "its parent recorded (corrupt page or child reference)"
+                f"{self.path}: pages/{describe_key(stored)}: {'pack' if pack else 'page'} is "
+                f"missing (version {version} of sequence {seq}, depth {depth})"
             )
         try:
+            if pack:
+                data = unpack(data, stored, depth, seq)
+            if digest(data) != checksum:
+                raise PageError(
+                    f"{describe_key(key)}: the page does not match the digest its parent "
+                    "recorded (corrupt page or child reference)"
+                )
             page = decode_page(
-                data, key, seq, lambda before, check: self._version(depth, seq, before, check)
+                data,
+                stored,
+                seq,
+                lambda before, check, in_pack: self._version(depth, seq, before, check, in_pack),
             )
         except PageError as err:
             raise StorageError(f"{self.path}: pages/{err}") from err
@@ -337,6 +349,7 @@ class StateCommitment:
             else:
                 leaf.sub = writer.flush_root(trie.root, old)
         self._root_ref = writer.flush_root(accounts.root, self._root_ref)
+        writer.write_packs()
         root = accounts.root_hash
         meta = self._handles["meta"]
         ref_raw = self._root_ref.raw() if self._root_ref else b""
@@ -372,7 +385,8 @@ class StateCommitment:
         pages, meta = self._handles["pages"], self._handles["meta"]
         after, end = number + 1, last.number + 1
         batch.delete_range(page_key(after, 0, 0), page_key(end, 0, 0), pages)
-        for prefix in (ROOT_PREFIX, GARBAGE_PREFIX):
+        # (packs of blocks kept that pruning after ``number`` freed stay freed, as it recorded)
+        for prefix in (ROOT_PREFIX, GARBAGE_PREFIX, PACKS_PREFIX):
             batch.delete_range(_block_key(prefix, after), _block_key(prefix, end), meta)
         batch.put(META_LAST, CommitMark(number, self.root_at(number)).encode(), meta)
         write_synced(self._db, batch)
@@ -390,14 +404,46 @@ class StateCommitment:
         meta, pages = self._handles["meta"], self._handles["pages"]
         done = self._meta.get(META_PRUNED)
         start = 0 if done is None else int.from_bytes(done, "big") + 1
+        freed: dict[int, Counter[int]] = {}  # block -> pack number -> versions freed in it
         for block, key, data in self._records(GARBAGE_PREFIX, start, oldest_kept + 1):
             for page in rlp.decode(self._unseal(data, f"meta/garbage/{block}")):
+                if page[8] == PACK_DEPTH:  # one version in a pack (listed once per version)
+                    freed.setdefault(int.from_bytes(page[:8], "big"), Counter())[
+                        int.from_bytes(page[9:], "big")
+                    ] += 1
+                    continue
                 batch.delete(page, pages)
                 self._cache.pop(page, None)
             batch.delete(key, meta)
+        for block, packs in sorted(freed.items()):
+            self._free_packs(block, packs, batch)
         for _, key, _ in self._records(ROOT_PREFIX, max(0, start - 1), oldest_kept):
             batch.delete(key, meta)
         batch.put(META_PRUNED, oldest_kept.to_bytes(8, "big"), meta)
+
+    def _free_packs(self, block: int, freed: Counter[int], batch: WriteBatch) -> None:
+        """Count versions freed in ``block``'s packs; a pack none of whose versions a kept
+        root reaches is deleted (and the count record once every pack is)."""
+        key = _block_key(PACKS_PREFIX, block)
+        data = self._meta.get(key)
+        if data is None:
+            raise StorageError(f"{self.path}: meta/packs/{block}: no pack counts for block {block}")
+        live = [
+            int.from_bytes(n, "big") for n in rlp.decode(self._unseal(data, f"meta/packs/{block}"))
+        ]
+        for number, count in freed.items():
+            if number >= len(live) or live[number] < count:
+                raise StorageError(
+                    f"{self.path}: meta/packs/{block}: pack {number} frees {count} versions "
+                    "it does not hold"
+                )
+            live[number] -= count
+            if live[number] == 0:
+                batch.delete(pack_key(block, number), self._handles["pages"])
+        if any(live):
+            batch.put(key, seal(rlp.encode(live)), self._handles["meta"])
+        else:
+            batch.delete(key, self._handles["meta"])
 
     def _records(self, prefix: bytes, first: int, end: int) -> Iterator[tuple[int, bytes, bytes]]:
         """(block, key, value) of the ``prefix`` records of blocks ``first`` to ``end - 1``."""
@@ -440,6 +486,8 @@ class _PageWriter:
         self.pages_cf = sc._handles["pages"]
         self.garbage: list[bytes] = []
         self.written: dict[bytes, int] = {}  # page key -> bytes
+        self.packs: list[list[tuple[int, int, bytes]]] = []  # the block's (depth, seq, delta)
+        self.pack_bytes = 0  # in the last pack
 
     def flush_root(self, root: Node | None, old: PageRef | None) -> PageRef | None:
         """Write what changed under a trie root; the reference of its root page."""
@@ -543,7 +591,7 @@ class _PageWriter:
             data = encode_delta(depth, before, old, entries)
             if old.delta_bytes + len(data) < sizes[0]:
                 page = Page(depth, entries, (b"", *old.chain), old.delta_bytes + len(data))
-                return [(self._store(page, data, before.seq), None, 0)]
+                return [(self._store(page, data, before.seq, packed=True), None, 0)]
         if old is not None:  # stored full: the versions it was read from are garbage
             self.garbage.extend(old.chain)
         self.sc.splits += len(chunks) - 1
@@ -586,18 +634,43 @@ class _PageWriter:
         data = encode_page(depth, [data for _, data in encoded])
         return self._store(Page(depth, entries, (b"",)), data, seq)
 
-    def _store(self, page: Page, data: bytes, seq: int) -> PageRef:
-        """Store ``data`` (``page`` full or as a delta) as this block's version of ``seq``;
-        ``page.chain`` starts with a placeholder for its own key."""
+    def _store(self, page: Page, data: bytes, seq: int, packed: bool = False) -> PageRef:
+        """Store ``data`` (``page`` full, or a delta: ``packed``) as this block's version of
+        ``seq``; ``page.chain`` starts with a placeholder for its own key."""
         entries = page.entries
+        pack = self._pack(page.depth, seq, data) if packed else 0
         ref = PageRef(
-            entries[0].path, entries[-1].path, self.number, seq, len(entries), digest(data)
+            entries[0].path, entries[-1].path, self.number, seq, len(entries), digest(data), pack
         )
-        key = ref.key(page.depth)
-        page.chain = (key, *page.chain[1:])
-        self.batch.put(key, data, self.pages_cf)
-        self.sc._cache[key] = page
+        stored = ref.stored_key(page.depth)
+        page.chain = (stored, *page.chain[1:])
+        if not packed:
+            self.batch.put(stored, data, self.pages_cf)
+            self.written[stored] = len(data)
+        self.sc._cache[ref.key(page.depth)] = page
         for entry in entries:
             entry.node.origin = seq
-        self.written[key] = len(data)
         return ref
+
+    def _pack(self, depth: int, seq: int, data: bytes) -> int:
+        """Add a delta to the block's packs (a new one once the last would pass the page
+        target); which pack holds it, counted from 1."""
+        if not self.packs or (self.pack_bytes + len(data) > self.sc.page_target and self.packs[-1]):
+            self.packs.append([])
+            self.pack_bytes = 0
+        self.packs[-1].append((depth, seq, data))
+        self.pack_bytes += len(data)
+        return len(self.packs)
+
+    def write_packs(self) -> None:
+        """The block's packs into its batch, with how many versions each holds (pruning
+        counts them down: ``StateCommitment._free_packs``)."""
+        for number, items in enumerate(self.packs):
+            key = pack_key(self.number, number)
+            data = encode_pack(items)
+            self.batch.put(key, data, self.pages_cf)
+            self.written[key] = len(data)
+        if self.packs:
+            counts = rlp.encode([len(items) for items in self.packs])
+            key = _block_key(PACKS_PREFIX, self.number)
+            self.batch.put(key, seal(counts), self.sc._handles["meta"])

@@ -1,6 +1,7 @@
 """State Commitment: paged, versioned tries whose roots equal py-evm's / py-trie's after
 every block, with proofs at earlier blocks, pages forced to split and merge, reopening."""
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -16,14 +17,19 @@ from trie import HexaryTrie
 from storage.keys import AccountFields, acct_key, slot_key
 from storage.mpt import Branch, Extension, Leaf
 from storage.pages import (
+    PACK_DEPTH,
     InlineTrie,
     Page,
     PageRef,
     decode_page,
     describe_key,
     encode_entry,
+    encode_pack,
     encode_page,
+    pack_key,
     page_key,
+    unpack,
+    unseal,
 )
 from storage.reference_trie import TrieCommitter
 from storage.sc import StateCommitment
@@ -154,16 +160,15 @@ def damage(tmp_path, change):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda data: data[: len(data) // 2], "does not match the digest"),
-        (lambda data: None, "page is missing"),
-        (garble_an_account, "does not match the digest"),
+        (lambda data: data[: len(data) // 2], "does not match the digest|checksum mismatch"),
+        (lambda data: None, "(page|pack) is missing"),
+        (garble_an_account, "does not match the digest|checksum mismatch"),
     ],
     ids=["truncated", "missing", "garbled"],
 )
 def test_a_damaged_page_is_an_error_naming_it_never_a_wrong_root(tmp_path, change, message):
-    key = damage(tmp_path, change)
-    version, depth, seq = int.from_bytes(key[:8], "big"), key[8], int.from_bytes(key[9:], "big")
-    named = f"page\\(version={version}, depth={depth}, seq={seq}\\)"
+    key = damage(tmp_path, change)  # a page, or a pack of delta pages (sealed)
+    named = describe_key(key).replace("(", "\\(").replace(")", "\\)")
     with pytest.raises(StorageError, match=f"{named}.*({message})|({message}).*{named}"):
         reopen_and_read(tmp_path)
 
@@ -177,7 +182,18 @@ def test_a_corrupted_child_reference_is_refused(tmp_path):
     entry = next(e for e in page.entries if e.refs)
     entry.refs[0] = replace(entry.refs[0], count=entry.refs[0].count + 1)
     entry.encoded = None
-    sc._pages[key] = encode_page(page.depth, [encode_entry(e, 1) for e in page.entries])
+    data = encode_page(page.depth, [encode_entry(e, 1) for e in page.entries])
+    if ref.pack:  # in the pack, in its place
+        stored = ref.stored_key(0)
+        items = [
+            (int.from_bytes(d, "big"), int.from_bytes(n, "big"), old)
+            for d, n, old in rlp.decode(unseal(sc._pages[stored], "pack"))
+        ]
+        sc._pages[stored] = encode_pack(
+            [(d, n, data if (d, n) == (0, ref.seq) else old) for d, n, old in items]
+        )
+    else:
+        sc._pages[key] = data
     sc.close()
     named = describe_key(key).replace("(", "\\(").replace(")", "\\)")
     with pytest.raises(StorageError, match=f"{named}: the page does not match the digest"):
@@ -266,30 +282,25 @@ def reachable_pages(sc: StateCommitment, number: int) -> set[bytes]:
     """Keys of every page the root of block ``number`` reaches (storage pages included)."""
     found: set[bytes] = set()
 
-    def leaves(node):
-        if isinstance(node, Leaf):
-            yield node
-        elif isinstance(node, Extension):
-            yield from leaves(node.child)
-        elif isinstance(node, Branch):
-            for child in node.children:
-                if child is not None:
-                    yield from leaves(child)
+    visited: set[bytes] = set()  # the page versions (not the records that hold them) read
 
-    def stored(depth: int, seq: int, version: int) -> Page:  # read from disk, not the cache
-        key = page_key(version, depth, seq)
+    def stored(depth: int, seq: int, version: int, pack: int) -> Page:  # from disk, not cache
+        key = pack_key(version, pack - 1) if pack else page_key(version, depth, seq)
         data = sc._pages[key]  # KeyError: a reachable page (or a version a delta needs) is gone
-        return decode_page(data, key, seq, lambda before, _: stored(depth, seq, before))
+        if pack:
+            data = unpack(data, key, depth, seq)
+        return decode_page(data, key, seq, lambda v, _, p: stored(depth, seq, v, p))
 
     def visit(depth: int, ref: PageRef) -> None:
-        if ref.key(depth) in found:
+        if ref.key(depth) in visited:
             return
-        page = stored(depth, ref.seq, ref.version)
+        visited.add(ref.key(depth))
+        page = stored(depth, ref.seq, ref.version, ref.pack)
         found.update(page.chain)  # a delta page and every version below it
         for entry in page.entries:
             for child in entry.refs:
                 visit(depth + 1, child)
-            for leaf in leaves(entry.node):
+            for leaf in _leaves(entry.node):
                 if isinstance(leaf.sub, PageRef):
                     visit(0, leaf.sub)
 
@@ -365,8 +376,8 @@ def test_pruning_follows_block_numbers_that_jump(tmp_path):
 
 
 def stored_deltas(sc: StateCommitment) -> list[bytes]:
-    """Keys of the stored page versions that are delta pages."""
-    return [key for key, data in sc._pages.items() if isinstance(rlp.decode(data)[0], list)]
+    """Keys of the packs, which hold the delta pages (and nothing else)."""
+    return [key for key in sc._pages.keys() if key[8] == PACK_DEPTH]  # noqa: SIM118
 
 
 def test_delta_pages_are_written_and_read_back_cold(tmp_path):
@@ -408,23 +419,112 @@ def test_delta_pages_are_written_and_read_back_cold(tmp_path):
 
 
 def test_a_delta_page_whose_previous_version_is_gone_is_an_error_naming_it(tmp_path):
-    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, keep_versions=None)
-    for number, (writes, wiped) in enumerate(random_state_blocks(7, 12), start=1):
+    blocks = list(random_state_blocks(7, 12))
+    addresses = {address for writes, _ in blocks for address in _addresses(writes)}
+    options = {"levels": 1, "page_target": 600, "keep_versions": None}
+
+    def read_every_version(sc: StateCommitment) -> None:
+        for number in range(1, len(blocks) + 1):
+            for address in addresses:
+                sc.at(number).get(keccak(address))
+
+    sc = StateCommitment(tmp_path / "sc", **options)
+    for number, (writes, wiped) in enumerate(blocks, start=1):
         sc.commit(number, writes, wiped)
-    delta = max(stored_deltas(sc))
-    before = rlp.decode(sc._pages[delta])[0][0]
-    gone = page_key(int.from_bytes(before, "big"), delta[8], int.from_bytes(delta[9:], "big"))
+    sc.close()
+    sc = StateCommitment(tmp_path / "sc", **options)
+    read_every_version(sc)  # cold: each page cached was read from its chain of versions
+    chain = max((p.chain for p in sc._cache.values() if len(p.chain) >= 2), key=lambda c: c[0])
+    gone = chain[1]  # the version the latest delta applies to (full, or in a pack)
     del sc._pages[gone]
     sc.close()
-    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, keep_versions=None)
+    sc = StateCommitment(tmp_path / "sc", **options)
     named = describe_key(gone).replace("(", "\\(").replace(")", "\\)")
     try:
-        with pytest.raises(StorageError, match=f"{named}: page is missing"):
-            for number in range(1, 13):
-                for address in {a for w, _ in random_state_blocks(7, 12) for a in _addresses(w)}:
-                    sc.at(number).get(keccak(address))
+        with pytest.raises(StorageError, match=f"{named}: (page|pack) is missing"):
+            read_every_version(sc)
     finally:
         sc.close()
+
+
+def read_through_the_store(sc: StateCommitment, number: int) -> int:
+    """Read every page version block ``number``'s root reaches the way the store does (each
+    checked against its digest); how many."""
+    seen: set[bytes] = set()
+
+    def visit(depth: int, ref: PageRef) -> None:
+        if ref.key(depth) in seen:
+            return
+        seen.add(ref.key(depth))
+        for entry in sc._page(depth, ref).entries:
+            for child in entry.refs:
+                visit(depth + 1, child)
+            for leaf in _leaves(entry.node):
+                if isinstance(leaf.sub, PageRef):
+                    visit(0, leaf.sub)
+
+    visit(0, sc._root_record(number)[1])
+    return len(seen)
+
+
+def test_packs_hold_the_delta_pages_and_a_damaged_one_is_an_error_naming_it(tmp_path):
+    options = {"levels": 1, "page_target": 600, "keep_versions": None}
+    blocks = list(random_state_blocks(7, 12))
+    sc = StateCommitment(tmp_path / "sc", **options)
+    for number, (writes, wiped) in enumerate(blocks, start=1):
+        sc.commit(number, writes, wiped)
+    last = len(blocks)
+    packs = sorted(set(stored_deltas(sc)) & reachable_pages(sc, last))
+    assert packs, "no delta page reached from the last root"
+    # fewer records than delta pages: deltas share packs
+    deltas = sum(len(rlp.decode(unseal(sc._pages[k], "pack"))) for k in stored_deltas(sc))
+    assert len(stored_deltas(sc)) < deltas
+    key = packs[-1]
+    original = sc._pages[key]
+    items = rlp.decode(unseal(original, "pack"))
+    depth, seq = (int.from_bytes(field, "big") for field in items[0][:2])
+    garbled = [[items[0][0], items[0][1], items[0][2][:-1] + bytes([items[0][2][-1] ^ 1])]]
+    damaged = {
+        "truncated": (original[: len(original) // 2], f"{describe_key(key)}: checksum mismatch"),
+        "missing": (None, f"{describe_key(key)}: pack is missing"),
+        "item": (  # the pack well formed, one delta page in it changed
+            encode_pack(
+                [(int.from_bytes(d, "big"), int.from_bytes(n, "big"), b) for d, n, b in garbled]
+                + [(int.from_bytes(d, "big"), int.from_bytes(n, "big"), b) for d, n, b in items[1:]]
+            ),
+            f"{describe_key(page_key(int.from_bytes(key[:8], 'big'), depth, seq))}: "
+            "the page does not match the digest",
+        ),
+    }
+    sc.close()
+    for data, message in damaged.values():
+        sc = StateCommitment(tmp_path / "sc", **options)
+        if data is None:
+            del sc._pages[key]
+        else:
+            sc._pages[key] = data
+        sc.close()
+        sc = StateCommitment(tmp_path / "sc", **options)
+        try:
+            with pytest.raises(StorageError, match=re.escape(message)):
+                read_through_the_store(sc, last)
+            sc._pages[key] = original  # put back: the store reads again
+        finally:
+            sc.close()
+        sc = StateCommitment(tmp_path / "sc", **options)
+        assert read_through_the_store(sc, last) > 0
+        sc.close()
+
+
+def _leaves(node):
+    if isinstance(node, Leaf):
+        yield node
+    elif isinstance(node, Extension):
+        yield from _leaves(node.child)
+    elif isinstance(node, Branch):
+        for child in node.children:
+            if child is not None:
+                yield from _leaves(child)
 
 
 def _addresses(writes) -> set[bytes]:
