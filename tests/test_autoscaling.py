@@ -233,7 +233,9 @@ def node_of(pid: int) -> str:
     return node
 
 
-@pytest.fixture(scope="module", params=["v1", "v2"])
+# v2 (what the chart's deployment runs) in ``make test``; v1, the same tests again on a
+# second cluster, in ``-m slow`` (they take half a minute).
+@pytest.fixture(scope="module", params=[pytest.param("v1", marks=pytest.mark.slow), "v2"])
 def autoscaling(request):
     ray.shutdown()  # this module's cluster only, and the local one started again after it
     cluster = FakeAutoscalingCluster(request.param)
