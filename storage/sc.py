@@ -87,7 +87,8 @@ DEFAULT_KEEP_VERSIONS = 128
 DEFAULT_CACHE_PAGES = 32_768  # (~11,000 pages hold 100,000 accounts: a block's rewrite reads
 # the pages it replaces, so the live ones should fit; beyond, memory is traded for reads)
 DEFAULT_MAX_LOADED = 500_000
-DEFAULT_MAX_DELTAS = 8  # delta pages over a full one before it is stored full again
+DEFAULT_MAX_DELTAS = 16  # delta pages over a full one before it is stored full again
+DEFAULT_DELTA_RATIO = 2.0  # ... or before their bytes reach this share of the full page's
 
 
 def _block_key(prefix: bytes, number: int) -> bytes:
@@ -110,6 +111,7 @@ class StateCommitment:
         max_loaded: int = DEFAULT_MAX_LOADED,
         write_buffer_bytes: int | None = None,
         max_deltas: int = DEFAULT_MAX_DELTAS,
+        delta_ratio: float = DEFAULT_DELTA_RATIO,
     ) -> None:
         if keep_versions is not None and keep_versions < 2:
             raise ValueError(
@@ -118,7 +120,7 @@ class StateCommitment:
             )
         self.path = Path(path)
         self.cache_pages, self.max_loaded = cache_pages, max_loaded
-        self.max_deltas = max_deltas
+        self.max_deltas, self.delta_ratio = max_deltas, delta_ratio
         self.loaded = 0  # entries loaded into the tries since they were last dropped
         self.levels, self.page_target, self.keep_versions = levels, page_target, keep_versions
         self.read_only = read_only
@@ -545,7 +547,7 @@ class _PageWriter:
     ) -> list[Written]:
         """Entries for ``items`` (their own child pages written first), split by size; as a
         delta page over ``old`` (the page as of ``before``) when the page keeps its entries
-        in one page and the deltas since its full base stay lighter than it."""
+        in one page and the deltas since its full base stay under ``delta_ratio`` times it."""
         seq = None if before is None else before.seq
         if old is not None:  # entries that are gone take their child pages with them
             paths = {path for path, _ in items}
@@ -587,9 +589,12 @@ class _PageWriter:
             and old is not None
             and len(chunks) == 1
             and len(old.chain) <= self.sc.max_deltas
+            # (a page that lost entries is stored full: a neighbour written now may take it in,
+            # or it a small neighbour; see ``_merge``)
+            and len(entries) >= len(old.entries)
         ):
             data = encode_delta(depth, before, old, entries)
-            if old.delta_bytes + len(data) < sizes[0]:
+            if old.delta_bytes + len(data) < self.sc.delta_ratio * sizes[0]:
                 page = Page(depth, entries, (b"", *old.chain), old.delta_bytes + len(data))
                 return [(self._store(page, data, before.seq, packed=True), None, 0)]
         if old is not None:  # stored full: the versions it was read from are garbage
