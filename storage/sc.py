@@ -194,10 +194,14 @@ class StateCommitment:
     def _page(self, depth: int, ref: PageRef) -> Page:
         return self._version(depth, ref.seq, ref.version, ref.digest, ref.pack)
 
-    def _version(self, depth: int, seq: int, version: int, checksum: int, pack: int) -> Page:
+    def _version(
+        self, depth: int, seq: int, version: int, checksum: int, pack: int, keep: bool = True
+    ) -> Page:
         """Page ``seq`` as of ``version`` (a delta page applied to the versions before it),
         each stored version checked against the digest its reader recorded; ``pack`` says
-        which of the block's packs holds it (0: none, it has a record of its own)."""
+        which of the block's packs holds it (0: none, it has a record of its own). Cached if
+        ``keep``: the versions a delta is read over are not (else a cold read of a chain of
+        deltas would fill the cache with versions nothing reads again, evicting live pages)."""
         key = page_key(version, depth, seq)
         page = self._cache.get(key)
         if page is not None:
@@ -222,11 +226,12 @@ class StateCommitment:
                 data,
                 stored,
                 seq,
-                lambda before, check, in_pack: self._version(depth, seq, before, check, in_pack),
+                lambda v, check, in_pack: self._version(depth, seq, v, check, in_pack, False),
             )
         except PageError as err:
             raise StorageError(f"{self.path}: pages/{err}") from err
-        self._cache[key] = page
+        if keep:
+            self._cache[key] = page
         return page
 
     def _trim(self) -> None:
@@ -537,6 +542,7 @@ class _PageWriter:
         (Storage pages anchored by its leaves are not: accounts keep them when they move.)
         """
         page = self.sc._page(depth, ref)
+        self.sc._cache.pop(ref.key(depth), None)
         self.garbage.extend(page.chain)
         for entry in page.entries:
             for child in entry.refs:
@@ -549,6 +555,8 @@ class _PageWriter:
         delta page over ``old`` (the page as of ``before``) when the page keeps its entries
         in one page and the deltas since its full base stay under ``delta_ratio`` times it."""
         seq = None if before is None else before.seq
+        if before is not None:  # superseded: the cache keeps the versions the writer reads
+            self.sc._cache.pop(before.key(depth), None)
         if old is not None:  # entries that are gone take their child pages with them
             paths = {path for path, _ in items}
             for entry in old.entries:

@@ -447,9 +447,9 @@ def test_a_delta_page_whose_previous_version_is_gone_is_an_error_naming_it(tmp_p
         sc.close()
 
 
-def read_through_the_store(sc: StateCommitment, number: int) -> int:
+def read_through_the_store(sc: StateCommitment, number: int) -> set[bytes]:
     """Read every page version block ``number``'s root reaches the way the store does (each
-    checked against its digest); how many."""
+    checked against its digest); their keys."""
     seen: set[bytes] = set()
 
     def visit(depth: int, ref: PageRef) -> None:
@@ -464,7 +464,24 @@ def read_through_the_store(sc: StateCommitment, number: int) -> int:
                     visit(0, leaf.sub)
 
     visit(0, sc._root_record(number)[1])
-    return len(seen)
+    return seen
+
+
+def test_the_page_cache_keeps_live_versions_not_superseded_ones(tmp_path):
+    """A block replaces the versions it rewrites in the cache, and the versions a delta is
+    read over are not cached: after many blocks the cache holds only pages the latest root
+    reaches (else, at 100,000 accounts, superseded versions evicted the live ones and every
+    commit read chains of deltas from disk: 0.4 s a block grew to 2.3 s in 40 blocks)."""
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, keep_versions=4)
+    for number, (writes, wiped) in enumerate(random_state_blocks(11, 30), start=1):
+        sc.commit(number, writes, wiped)
+    cached = set(sc._cache)
+    assert cached and cached <= read_through_the_store(sc, 30)
+    sc.close()
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, keep_versions=4)
+    live = read_through_the_store(sc, 30)  # cold: through the chains of deltas
+    assert set(sc._cache) == live
+    sc.close()
 
 
 def test_packs_hold_the_delta_pages_and_a_damaged_one_is_an_error_naming_it(tmp_path):
@@ -512,7 +529,7 @@ def test_packs_hold_the_delta_pages_and_a_damaged_one_is_an_error_naming_it(tmp_
         finally:
             sc.close()
         sc = StateCommitment(tmp_path / "sc", **options)
-        assert read_through_the_store(sc, last) > 0
+        assert read_through_the_store(sc, last)
         sc.close()
 
 
