@@ -48,7 +48,8 @@ from storage.keys import (
 )
 from storage.writeset import encode_writeset
 
-LAYOUT_VERSION = 3  # 3: page digests in child references, checksummed SC records
+LAYOUT_VERSION = 4  # 3: page digests in child references, checksummed SC records;
+# 4: delta pages, stored in packs (a build of layout 3 would misread their references)
 COLUMN_FAMILIES = ("index", "account", "contract", "code", "writeset", "meta")
 SEQ_BYTES = 5
 META_LAYOUT = b"layout"
