@@ -80,6 +80,7 @@ class Committer:
             "page_target": page_target,
             "options": self.sc_options,
             "write_buffer_bytes": write_buffer_bytes,
+            "slots": self.ss,  # (small storage tries are rebuilt from State Storage's slots)
         }
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")
@@ -160,7 +161,7 @@ class Committer:
                     "write sets to roll SC forward with"
                 )
             block = decode_writeset(data)
-            root = self.sc.commit(at_ss, block.writes, block.wiped)
+            root = self.sc.commit(at_ss, block.writes, block.wiped, replay=True)
             if root != ss.state_root:
                 raise StorageError(
                     f"{self.data_dir}: rolling SC forward to block {at_ss} gave root "

@@ -110,6 +110,14 @@ class StateReader(Protocol):
     def get(self, key: StateKey) -> Any: ...
 
 
+class StoredSlots(Protocol):
+    """An account's non-zero storage slots, (slot, value) in any order, as of the last
+    committed block: State Storage (``StateStorage.storage``), where the State Commitment
+    finds the slots of a storage trie it does not page."""
+
+    def storage(self, address: bytes) -> Iterable[tuple[int, int]]: ...
+
+
 @dataclass
 class StateDump:
     """Accounts, code and storage of a state, for loading into another store."""

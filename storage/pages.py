@@ -36,7 +36,6 @@ import bisect
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import rlp
 from rlp.codec import encode_raw
@@ -113,27 +112,13 @@ def unseal(sealed: bytes, where: str) -> bytes:
     return sealed[4:]
 
 
-@dataclass(frozen=True)
-class InlineTrie:
-    """A trie small enough to live inside its anchoring leaf's entry (a small storage trie):
-    every node inline, no page of its own."""
-
-    root: Node
-
-    def raw(self) -> Raw:
-        return self._raw
-
-    @cached_property
-    def size(self) -> int:
-        """Bytes the trie takes inline."""
-        return len(encode_raw(self._raw))
-
-    @cached_property
-    def _raw(self) -> Raw:
-        return [b"I", _EntryEncoder(NO_CUT).node(self.root, b"", top=True)]
-
-
 NO_CUT = 1 << 30  # a cut depth no path reaches: every node inline
+
+
+def unpaged_size(root: Node) -> int:
+    """Bytes a trie whose nodes are all loaded would take as one entry, every node inline
+    (how small a storage trie is: one this small is not paged, see ``storage/sc.py``)."""
+    return len(encode_raw(_EntryEncoder(NO_CUT).node(root, b"", top=True)))
 
 
 def page_key(version: int, depth: int, seq: int) -> bytes:
@@ -371,7 +356,7 @@ def diff_nodes(new: Raw, old: Raw) -> Raw:
     if new is old or new == old:
         return SAME
     if not (isinstance(new, list) and isinstance(old, list) and new and old and new[0] == old[0]):
-        return new  # (a leaf's sub may be [], none, or a PageRef's fields: taken whole)
+        return new  # (a leaf's sub is [] or a PageRef's fields: taken whole)
     kind = new[0]
     if kind == b"B":
         return [kind, new[1], [diff_nodes(n, o) for n, o in zip(new[2], old[2], strict=True)]]
@@ -379,8 +364,6 @@ def diff_nodes(new: Raw, old: Raw) -> Raw:
         return [kind, new[1], diff_nodes(new[2], old[2])]
     if kind == b"L" and new[1] == old[1]:
         return [kind, new[1], new[2], diff_nodes(new[3], old[3])]
-    if kind == b"I":
-        return [kind, diff_nodes(new[1], old[1])]
     return new
 
 
@@ -403,8 +386,6 @@ def apply_diff(diff: Raw, old: Raw) -> Raw:
         return [kind, diff[1], apply_diff(diff[2], old[2] if same_kind else None)]
     if kind == b"L":
         return [kind, diff[1], diff[2], apply_diff(diff[3], old[3] if same_kind else None)]
-    if kind == b"I":
-        return [kind, apply_diff(diff[1], old[1] if same_kind else None)]
     return diff
 
 
@@ -441,7 +422,7 @@ def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
         return Stub(raw, (depth, ref, path), ref.seq)
     kind = raw[0]
     if kind == b"L":
-        return Leaf(unpack_nibbles(raw[1]), raw[2], _decode_sub(raw[3], entry))
+        return Leaf(unpack_nibbles(raw[1]), raw[2], _decode_sub(raw[3]))
     if kind == b"E":
         ext_path = unpack_nibbles(raw[1])
         return Extension(ext_path, _decode_node(raw[2], path + ext_path, entry, depth))
@@ -467,12 +448,9 @@ def unpack_nibbles(data: bytes) -> bytes:
     return nibbles[:-1] if data[0] else nibbles
 
 
-def _decode_sub(raw: Raw, entry: Entry) -> PageRef | InlineTrie | None:
-    if not raw:
-        return None
-    if raw[0] == b"I":
-        return InlineTrie(_decode_node(raw[1], b"", entry, 0))
-    return PageRef.from_raw(raw)
+def _decode_sub(raw: Raw) -> PageRef | None:
+    """What an account's leaf anchors: its storage trie's root page, if it is paged."""
+    return PageRef.from_raw(raw) if raw else None
 
 
 def _int(data: bytes) -> int:

@@ -3,8 +3,12 @@
 The account trie (keccak(address) -> RLP(nonce, balance, storage root, code hash)) and one
 storage trie per account (keccak(slot) -> RLP(value)) are ``storage/mpt.py`` tries whose
 nodes live in K-Persist pages (``storage/pages.py``) in their own RocksDB (column families
-``pages`` and ``meta``). An account's leaf carries its storage trie: inline when small,
-else the reference of the storage trie's root page. Committing a block is two steps:
+``pages`` and ``meta``). An account's leaf anchors its storage trie's root page if that trie
+is paged. A small storage trie (``page_target // 8`` bytes or less, every node inline) is not
+stored in SC at all: its slots are State Storage's (``slots``), and the trie is rebuilt from
+them, and checked against the storage root its account records, when a block changes it or a
+proof reads it; once a storage trie is paged it stays paged. (Without ``slots``, every storage
+trie is paged.) Committing a block is two steps:
 
 1. ``update(writes, wiped)`` applies changes to the tries in memory and returns each changed
    account's record (the leaf value, storage root included, as State Storage keeps it) and
@@ -42,12 +46,19 @@ from rlp.codec import encode_raw
 from rocksdict import Options, WriteBatch
 
 from storage import open_stores
-from storage.keys import ACCT, SLOT, StateKey, decode_account, encode_account, int_bytes
+from storage.keys import (
+    ACCT,
+    SLOT,
+    StateKey,
+    StoredSlots,
+    decode_account,
+    encode_account,
+    int_bytes,
+)
 from storage.mpt import Node, Stub, Trie
 from storage.pages import (
     PACK_DEPTH,
     Entry,
-    InlineTrie,
     Page,
     PageError,
     PageRef,
@@ -63,6 +74,7 @@ from storage.pages import (
     page_key,
     seal,
     unpack,
+    unpaged_size,
     unseal,
 )
 from storage.ss import (
@@ -112,6 +124,7 @@ class StateCommitment:
         write_buffer_bytes: int | None = None,
         max_deltas: int = DEFAULT_MAX_DELTAS,
         delta_ratio: float = DEFAULT_DELTA_RATIO,
+        slots: StoredSlots | None = None,
     ) -> None:
         if keep_versions is not None and keep_versions < 2:
             raise ValueError(
@@ -119,6 +132,7 @@ class StateCommitment:
                 "recovery may roll back to the block before the last"
             )
         self.path = Path(path)
+        self.slots = slots
         self.cache_pages, self.max_loaded = cache_pages, max_loaded
         self.max_deltas, self.delta_ratio = max_deltas, delta_ratio
         self.loaded = 0  # entries loaded into the tries since they were last dropped
@@ -259,20 +273,34 @@ class StateCommitment:
             )
         return entry.node
 
-    def storage_trie(self, address: bytes, accounts: Trie | None = None) -> Trie:
+    def storage_trie(
+        self, address: bytes, accounts: Trie | None = None, check: bool = True
+    ) -> Trie:
+        """The storage trie of ``address`` in ``accounts`` (the latest, unless told): its root
+        page's, or rebuilt from State Storage's slots if it is not paged, and then checked
+        against the storage root the account records unless ``check`` is off."""
         leaf = (accounts or self.accounts).leaf(keccak(address))
         if leaf is None:
             return Trie(None, self._load)
         storage_root = decode_account(leaf.value).storage_root
-        if isinstance(leaf.sub, InlineTrie):
-            trie = Trie(leaf.sub.root, self._load)
-            if trie.root_hash != storage_root:
-                raise StorageError(
-                    f"{self.path}: the inline storage of 0x{address.hex()} hashes to "
-                    f"0x{trie.root_hash.hex()}, its account records 0x{storage_root.hex()}"
-                )
-            return trie
-        return self._trie(leaf.sub, storage_root)
+        if leaf.sub is not None or storage_root == BLANK_ROOT_HASH:
+            return self._trie(leaf.sub, storage_root)
+        if self.slots is None:
+            raise StorageError(
+                f"{self.path}: the storage of 0x{address.hex()} is not paged, and this State "
+                "Commitment was opened without State Storage to read its slots from"
+            )
+        trie = Trie(None, self._load)
+        for slot, value in self.slots.storage(address):
+            trie.put(keccak(slot.to_bytes(32, "big")), encode_raw(int_bytes(value)))
+        if check and trie.root_hash != storage_root:
+            raise StorageError(
+                f"{self.path}: the slots State Storage holds for 0x{address.hex()} hash to "
+                f"0x{trie.root_hash.hex()}, and its account records 0x{storage_root.hex()} "
+                "(State Storage keeps only the latest slots: a proof at an older block needs "
+                "storage unchanged since)"
+            )
+        return trie
 
     def at(self, number: int) -> Trie:
         """The account trie as committed at block ``number`` (if still kept)."""
@@ -291,10 +319,16 @@ class StateCommitment:
 
     # -- committing -------------------------------------------------------------------------
     def update(
-        self, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]
+        self, writes: Mapping[StateKey, Any], wiped: Iterable[bytes], replay: bool = False
     ) -> tuple[dict[bytes, bytes | None], bytes]:
         """Apply changes in memory: (the account record of every changed account, None for a
-        deleted one, exactly as State Storage keeps it; the new state root)."""
+        deleted one, exactly as State Storage keeps it; the new state root).
+
+        State Storage is read as of the block before (its slots of unpaged storage tries);
+        ``replay``: it holds this block already (recovery rolling SC forward). Its slots
+        are then this block's, so a rebuilt storage trie is not checked against the storage
+        root before the block: the writes, applied again, leave it the same, and recovery
+        checks the state root the replay gives against the one State Storage recorded."""
         wiped = set(wiped)
         slots: dict[bytes, list[tuple[int, int]]] = {address: [] for address in wiped}
         for key, value in writes.items():
@@ -305,7 +339,7 @@ class StateCommitment:
             if address in wiped:
                 trie = Trie(None, self._load)
             else:
-                trie = self._pending.get(address) or self.storage_trie(address)
+                trie = self._pending.get(address) or self.storage_trie(address, check=not replay)
             for slot, value in changes:
                 trie.put(
                     keccak(slot.to_bytes(32, "big")), encode_raw(int_bytes(value)) if value else b""
@@ -323,7 +357,7 @@ class StateCommitment:
                 if leaf is not None:
                     accounts.put(key, b"")
                     records[address] = None
-                    if isinstance(leaf.sub, PageRef):
+                    if leaf.sub is not None:
                         self._dropped.append(leaf.sub)
                 continue  # (storage of an account that does not exist anchors nothing)
             storage_root = storage_roots.get(address) or (
@@ -347,14 +381,11 @@ class StateCommitment:
             leaf = accounts.leaf(keccak(address))
             if leaf is None:  # storage of a deleted account is dropped with it
                 continue
-            old = leaf.sub if isinstance(leaf.sub, PageRef) else None
-            # small storage stays inline in its account's entry (no page write of its own);
+            # small storage is State Storage's alone (rebuilt from its slots when needed);
             # once paged it stays paged: parts of it may not be loaded
-            inline = InlineTrie(trie.root) if old is None and trie.root is not None else None
-            if inline is not None and inline.size <= self.page_target // 8:
-                leaf.sub = inline
-            else:
-                leaf.sub = writer.flush_root(trie.root, old)
+            if leaf.sub is None and self.slots is not None and self._small(trie):
+                continue
+            leaf.sub = writer.flush_root(trie.root, leaf.sub)
         self._root_ref = writer.flush_root(accounts.root, self._root_ref)
         writer.write_packs()
         root = accounts.root_hash
@@ -378,9 +409,19 @@ class StateCommitment:
         self._trim()
         return root
 
-    def commit(self, number: int, writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> bytes:
+    def _small(self, trie: Trie) -> bool:
+        """Whether a storage trie (every node loaded) is small enough not to be paged."""
+        return trie.root is None or unpaged_size(trie.root) <= self.page_target // 8
+
+    def commit(
+        self,
+        number: int,
+        writes: Mapping[StateKey, Any],
+        wiped: Iterable[bytes],
+        replay: bool = False,
+    ) -> bytes:
         """``update`` then ``write``: one block, its state root."""
-        self.update(writes, wiped)
+        self.update(writes, wiped, replay)
         return self.write(number)
 
     def roll_back(self, number: int) -> None:

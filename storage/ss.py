@@ -48,8 +48,9 @@ from storage.keys import (
 )
 from storage.writeset import encode_writeset
 
-LAYOUT_VERSION = 4  # 3: page digests in child references, checksummed SC records;
-# 4: delta pages, stored in packs (a build of layout 3 would misread their references)
+LAYOUT_VERSION = 5  # 3: page digests in child references, checksummed SC records;
+# 4: delta pages, stored in packs (a build of layout 3 would misread their references);
+# 5: small storage tries only in SS (a build of layout 4 would find no storage in SC)
 COLUMN_FAMILIES = ("index", "account", "contract", "code", "writeset", "meta")
 SEQ_BYTES = 5
 META_LAYOUT = b"layout"

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from support import random_state_blocks
 from trie import HexaryTrie
 
+from storage.committer import Committer
 from storage.keys import AccountFields, acct_key, slot_key
 from storage.mpt import Branch, Extension, Leaf
 from storage.pages import (
     PACK_DEPTH,
-    InlineTrie,
     Page,
     PageRef,
     decode_page,
@@ -98,6 +98,60 @@ def test_roots_equal_py_trie_after_every_block_and_old_proofs_verify(
         for slot in range(31):
             storage.get(keccak(slot.to_bytes(32, "big")))
     reopened.close()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(block, min_size=1, max_size=6),
+    st.sampled_from([(1, 200), (2, 600), (2, 4096)]),
+    st.integers(1, 6),
+)
+def test_with_state_storage_small_storage_is_rebuilt_and_roots_still_equal_py_trie(
+    tmp_path_factory, blocks, layout, reopen_after
+):
+    """SC beside SS (as the committer runs them): small storage tries are not stored in SC but
+    rebuilt from SS's slots, across reopens; a deleted account's storage is wiped with it, as
+    the executor's write sets do."""
+    levels, target = layout
+    path = tmp_path_factory.mktemp("data")
+    committer = Committer(path, levels=levels, page_target=target)
+    reference = TrieCommitter([])
+    existing: dict[bytes, AccountFields | None] = {}
+    slots: dict[bytes, dict[int, int]] = {}
+    genesis = ({a: AccountFields(1) for a in ADDRESSES[:8]}, [(a, 1, 1) for a in ADDRESSES[:8]], ())
+    for number, (accounts, slot_writes, wiped) in enumerate([genesis, *blocks], start=1):
+        writes = to_writes(accounts, slot_writes, existing)
+        deleted = {a for a, fields in accounts.items() if fields is None}
+        wiped = {a for a in wiped if existing.get(a) is not None} | deleted
+        for address in wiped:
+            slots.pop(address, None)
+        for key, value in writes.items():
+            if key[0] == "acct":
+                existing[key[1]] = value
+            elif key[1] not in deleted:
+                slots.setdefault(key[1], {})[key[2]] = value
+        root = committer.commit(number, writes, wiped)
+        assert root == reference.commit(writes, wiped, lambda h: b"")
+        if number == reopen_after:
+            committer.close()
+            committer = Committer(path, levels=levels, page_target=target)
+    sc = committer.sc
+    for address, values in slots.items():
+        if existing.get(address) is None:
+            continue
+        leaf = HexaryTrie.get_from_proof(
+            sc.root, keccak(address), sc.account_proof(number, address)
+        )
+        storage_root = rlp.decode(leaf, sedes=Account).storage_root
+        for slot, value in values.items():
+            hashed = keccak(slot.to_bytes(32, "big"))
+            found = HexaryTrie.get_from_proof(
+                storage_root, hashed, sc.storage_proof(number, address, slot)
+            )
+            assert (rlp.decode(found, sedes=rlp.sedes.big_endian_int) if found else 0) == value
+    committer.close()
 
 
 def test_storage_proofs_at_an_old_block_verify(tmp_path):
@@ -240,42 +294,53 @@ def test_pages_split_when_growing_and_merge_when_shrinking(tmp_path):
     sc.close()
 
 
-def test_small_storage_lives_inline_and_moves_to_pages_as_it_grows(tmp_path):
-    sc = StateCommitment(tmp_path / "sc", levels=2, page_target=4096)
+def test_small_storage_lives_in_state_storage_alone_and_moves_to_pages_as_it_grows(tmp_path):
+    committer = Committer(tmp_path / "data", levels=2, page_target=4096)
     reference = TrieCommitter([])
-    address = ADDRESSES[0]
-    small = {acct_key(address): AccountFields(1), slot_key(address, 1): 5}
-    big = {slot_key(address, s): s + 1 for s in range(200)}
+    grown, kept = ADDRESSES[:2]
+    small = {acct_key(a): AccountFields(1) for a in (grown, kept)}
+    small.update({slot_key(grown, 1): 0xDEADBEEFCAFE, slot_key(kept, 2): 0xFEEDFACE0B0E})
+    big = {slot_key(grown, s): s + 1 for s in range(200)}
     for number, writes in ((1, small), (2, big)):
-        assert sc.commit(number, writes, ()) == reference.commit(writes, (), lambda h: b"")
-        sub = sc.accounts.leaf(keccak(address)).sub
-        assert isinstance(sub, InlineTrie if number == 1 else PageRef)
-    sc.close()
-    reopened = StateCommitment(tmp_path / "sc", levels=2, page_target=4096)
-    for number, slot, value in ((1, 1, 5), (2, 150, 151)):
+        root = committer.commit(number, writes, ())
+        assert root == reference.commit(writes, (), lambda h: b"")
+        sub = committer.sc.accounts.leaf(keccak(grown)).sub
+        assert sub is None if number == 1 else isinstance(sub, PageRef)
+        assert committer.sc.accounts.leaf(keccak(kept)).sub is None
+    sc_records = b"".join(committer.sc._pages.values())
+    assert b"\xfe\xed\xfa\xce\x0b\x0e" not in sc_records  # the small trie's value: SS's alone
+    assert b"\xfe\xed\xfa\xce\x0b\x0e" in b"".join(committer.ss._cf["contract"].values())
+    committer.close()
+    reopened = Committer(tmp_path / "data", levels=2, page_target=4096)
+    sc = reopened.sc
+    for number, address, slot, value in (
+        (2, grown, 150, 151),  # paged
+        (2, kept, 2, 0xFEEDFACE0B0E),  # rebuilt from State Storage
+        (1, kept, 2, 0xFEEDFACE0B0E),  # an older block: its storage has not changed since
+    ):
         leaf = HexaryTrie.get_from_proof(
-            reopened.root_at(number), keccak(address), reopened.account_proof(number, address)
+            sc.root_at(number), keccak(address), sc.account_proof(number, address)
         )
         storage_root = rlp.decode(leaf, sedes=Account).storage_root
-        proof = reopened.storage_proof(number, address, slot)
+        proof = sc.storage_proof(number, address, slot)
         found = HexaryTrie.get_from_proof(storage_root, keccak(slot.to_bytes(32, "big")), proof)
         assert rlp.decode(found, sedes=rlp.sedes.big_endian_int) == value
+    with pytest.raises(StorageError, match="keeps only the latest slots"):
+        sc.storage_proof(1, grown, 1)  # unpaged at block 1, and changed since
     reopened.close()
 
 
-def test_garbled_inline_storage_is_an_error_not_a_wrong_value(tmp_path):
-    sc = StateCommitment(tmp_path / "sc")
+def test_slots_that_do_not_hash_to_the_storage_root_are_an_error_not_a_wrong_root(tmp_path):
+    committer = Committer(tmp_path / "data")
     address = ADDRESSES[0]
-    sc.commit(1, {acct_key(address): AccountFields(1), slot_key(address, 1): 0xDEADBEEFCAFE}, ())
-    key = next(k for k in sc._pages.keys() if b"\xde\xad\xbe\xef\xca\xfe" in sc._pages[k])  # noqa: SIM118
-    sc._pages[key] = sc._pages[key].replace(
-        b"\xde\xad\xbe\xef\xca\xfe", b"\xde\xad\xbe\xef\xca\xff"
-    )
-    sc.close()
-    reopened = StateCommitment(tmp_path / "sc")
-    with pytest.raises(StorageError, match="does not match the digest"):
-        reopened.storage_trie(address).get(keccak((1).to_bytes(32, "big")))
-    reopened.close()
+    writes = {acct_key(address): AccountFields(1), slot_key(address, 1): 0xDEADBEEFCAFE}
+    committer.commit(1, writes, ())
+    contract = committer.ss._cf["contract"]
+    key = next(iter(contract.keys()))
+    contract[key] = bytes.fromhex("deadbeefcaff")  # what the trie will be rebuilt from
+    with pytest.raises(StorageError, match=f"slots State Storage holds for 0x{address.hex()}"):
+        committer.commit(2, {slot_key(address, 2): 7}, ())
+    committer.close()
 
 
 def reachable_pages(sc: StateCommitment, number: int) -> set[bytes]:
