@@ -80,7 +80,7 @@ class Committer:
             "page_target": page_target,
             "options": self.sc_options,
             "write_buffer_bytes": write_buffer_bytes,
-            "slots": self.ss,  # (small storage tries are rebuilt from State Storage's slots)
+            "ss": self.ss,  # (account records and small storage tries are State Storage's)
         }
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")

@@ -110,12 +110,18 @@ class StateReader(Protocol):
     def get(self, key: StateKey) -> Any: ...
 
 
-class StoredSlots(Protocol):
-    """An account's non-zero storage slots, (slot, value) in any order, as of the last
-    committed block: State Storage (``StateStorage.storage``), where the State Commitment
-    finds the slots of a storage trie it does not page."""
+class StoredState(Protocol):
+    """What the State Commitment reads of State Storage, as of the last committed block: the
+    account records its account trie's leaves keep only the hashes of, and the slots of the
+    storage tries it does not page."""
 
-    def storage(self, address: bytes) -> Iterable[tuple[int, int]]: ...
+    def storage(self, address: bytes) -> Iterable[tuple[int, int]]:
+        """An account's non-zero storage slots, (slot, value) in any order."""
+        ...
+
+    def record_by_hash(self, hashed_address: bytes) -> bytes | None:
+        """The account record (the account trie's leaf value) of keccak(address)."""
+        ...
 
 
 @dataclass

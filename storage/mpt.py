@@ -87,13 +87,37 @@ class Node:
 
 
 class Leaf(Node):
-    """``sub`` is what the leaf's value anchors below it (an account's storage trie pages)."""
+    """``sub`` is what the leaf's value anchors below it (an account's storage trie pages).
 
-    __slots__ = ("path", "value", "sub")
+    A leaf read from a page that keeps only its hash (``hashed``) has no value until one is
+    asked for: ``fetch(leaf)`` gives it then (the State Commitment reads it from State Storage
+    by ``key``, the leaf's whole key, and checks it against the hash). Hashing the trie needs
+    only the hash, so a block fetches the values of the leaves it changes or moves alone.
+    """
 
-    def __init__(self, path: bytes, value: bytes, sub: Any = None) -> None:
+    __slots__ = ("path", "_value", "sub", "key", "fetch")
+
+    def __init__(self, path: bytes, value: bytes | None, sub: Any = None) -> None:
         super().__init__()
-        self.path, self.value, self.sub = path, value, sub
+        self.path, self._value, self.sub = path, value, sub
+        self.key: bytes | None = None
+        self.fetch: Callable[[Leaf], bytes] | None = None
+
+    @classmethod
+    def hashed(
+        cls, path: bytes, ref: bytes, key: bytes, fetch: Callable[[Leaf], bytes], sub: Any
+    ) -> Leaf:
+        """A leaf known by its hash ``ref`` under ``key``, its value got by ``fetch``."""
+        leaf = cls(path, None, sub)
+        leaf._ref, leaf.key, leaf.fetch = ref, key, fetch
+        return leaf
+
+    @property
+    def value(self) -> bytes:
+        if self._value is None:
+            assert self.fetch is not None, "a leaf without a value or a way to fetch it"
+            self._value = self.fetch(self)
+        return self._value
 
     def raw(self) -> Raw:
         return [hp_encode(self.path, True), self.value]
@@ -161,11 +185,11 @@ class Trie:
     # -- reads ------------------------------------------------------------------------------
     @property
     def root_hash(self) -> bytes:
-        return BLANK_ROOT_HASH if self.root is None else keccak(self._root_encoded())
-
-    def _root_encoded(self) -> bytes:
-        root = self.root
-        return root.encoded if not isinstance(root, Stub) else self._load(root).encoded
+        root = self._load(self.root)
+        if root is None:
+            return BLANK_ROOT_HASH
+        ref = root.ref  # (a hash once computed or read: a hashed leaf has no value to encode)
+        return ref if isinstance(ref, bytes) else keccak(root.encoded)
 
     def get(self, key: bytes) -> bytes | None:
         node = self._walk(to_nibbles(key), None)

@@ -4,7 +4,9 @@ A trie is cut at every ``levels``-th nibble depth. Each cut-off piece (an *entry
 root at some path, down to the next cut) lives in exactly one page; a page holds one or more
 entries that hang below the same parent entry, in path order, and is kept near a size target
 (4 KB): an oversized page splits into sibling pages, underfull siblings merge. Inside a page
-nodes are encoded compactly: children in the same page are inline, without hashes; a child
+nodes are encoded compactly: children in the same page are inline, without hashes; a leaf of
+a trie whose values live elsewhere (the account trie, whose records State Storage holds) is
+its path and 32-byte hash alone (``H``), its value fetched only when asked for; a child
 beyond the cut is its 32-byte hash, and its entry records, per child page, a ``PageRef``:
 version (block of the page's last change), sequence, first and last entry path, entry count,
 the CRC-32 of the child page's bytes, and which pack holds them if one does. Node hashes
@@ -19,8 +21,9 @@ version stays readable until pruned.
 
 A new version is stored either full or as a *delta page* (LETUS's delta pages): the entries
 that changed since the page's previous version, each as a structural diff of its nodes (a
-node the previous version has unchanged at the same place is ``SAME``, one byte; a child
-reference kept is its index in the previous entry's references), with the previous version's
+node the previous version has unchanged at the same place is ``SAME``, one byte, as is a leaf's
+or extension's path kept; a child reference kept is its index in the previous entry's
+references), with the previous version's
 block and digest. A page is read as its full base with its deltas applied in order, each
 stored version checked against its digest; the writer stores a full page again once the
 deltas since the base would weigh ``delta_ratio`` times it (or after ``max_deltas`` of them),
@@ -46,6 +49,7 @@ from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub, from_nibbles, 
 
 PAGE_KEY_BYTES = 14
 PACK_DEPTH = 0xFF  # the depth byte of a pack's key (pages are at most 64 deep)
+LEAF_KINDS = (b"L", b"H")  # a leaf with its value; a leaf by its hash (the value is elsewhere)
 SAME = b"S"  # in a delta page: the node the previous version has here, unchanged
 # (never a node's encoding: those are b"", a 32-byte hash or a list)
 
@@ -210,14 +214,14 @@ class _EntryEncoder:
     dirty entry re-encodes only its changed paths.
     """
 
-    def __init__(self, cut: int) -> None:
-        self.cut = cut
+    def __init__(self, cut: int, hashed: bool = False) -> None:
+        self.cut, self.hashed = cut, hashed
         self.below: list[tuple[bytes, Node]] = []
         self.leaves = 0
 
     def node(self, node: Node, path: bytes, top: bool = False) -> Raw:
         if not top and (
-            isinstance(node, Stub) or (len(path) >= self.cut and len(node.encoded) >= 32)
+            isinstance(node, Stub) or (len(path) >= self.cut and isinstance(node.ref, bytes))
         ):  # past the cut and by hash, or not loaded: the child starts an entry of its own
             # (written inline: the hottest line of a commit)
             self.below.append((path, node))
@@ -225,6 +229,8 @@ class _EntryEncoder:
         if isinstance(node, Leaf):
             self.leaves += 1
             sub = [] if node.sub is None else node.sub.raw()
+            if self.hashed and isinstance(ref := node.ref, bytes):  # (not an inline leaf)
+                return [b"H", pack_nibbles(node.path), ref, sub]
             return [b"L", pack_nibbles(node.path), node.value, sub]
         if isinstance(node, Extension):
             return [b"E", pack_nibbles(node.path), self.node(node.child, path + node.path)]
@@ -244,18 +250,22 @@ class _EntryEncoder:
         return raw
 
 
-def entry_parts(entry: Entry, levels: int) -> tuple[Raw, list[tuple[bytes, Node]]]:
-    """The entry's node encoding, and (path, node) of each child starting an entry below."""
-    encoder = _EntryEncoder(cut_depth(len(entry.path), levels))
+def entry_parts(
+    entry: Entry, levels: int, hashed: bool = False
+) -> tuple[Raw, list[tuple[bytes, Node]]]:
+    """The entry's node encoding, and (path, node) of each child starting an entry below;
+    ``hashed``: leaves by hash, their values kept elsewhere (``H`` nodes)."""
+    encoder = _EntryEncoder(cut_depth(len(entry.path), levels), hashed)
     return encoder.node(entry.node, entry.path, top=True), encoder.below
 
 
-def encode_entry(entry: Entry, levels: int, node_raw: Raw = None) -> bytes:
+def encode_entry(entry: Entry, node_raw: Raw = None) -> bytes:
     """The entry's bytes in a page (cached on the entry: an unchanged entry keeps them);
-    ``node_raw`` is its node's encoding if ``entry_parts`` gave it already."""
+    ``node_raw`` is its node's encoding (``entry_parts``) if the entry has none yet."""
     if entry.encoded is None:
         if node_raw is None:
-            node_raw = entry.node_raw or entry_parts(entry, levels)[0]
+            node_raw = entry.node_raw
+        assert node_raw is not None, "an entry encoded before its node"
         entry.node_raw = node_raw
         refs = [ref.raw() for ref in entry.refs]
         entry.encoded = encode_raw([pack_nibbles(entry.path), node_raw, refs])
@@ -277,21 +287,29 @@ def _list_prefix(length: int) -> bytes:
 
 
 Previous = Callable[[int, int, int], Page]  # (version, digest, pack) -> the page then
+Fetch = Callable[[Leaf], bytes]  # a hashed leaf's value
 
 
-def decode_page(data: bytes, key: bytes, seq: int, previous: Previous | None = None) -> Page:
+def decode_page(
+    data: bytes,
+    key: bytes,
+    seq: int,
+    previous: Previous | None = None,
+    fetch: Fetch | None = None,
+) -> Page:
     """A stored page version's entries, their boundary children as stubs located in the
-    entries' refs; a delta page is applied to its previous version, got from ``previous``."""
+    entries' refs; a delta page is applied to its previous version, got from ``previous``;
+    a hashed leaf gets its value from ``fetch`` when one is asked for."""
     try:
         head, *rest = rlp.decode(data)
         if isinstance(head, list):
-            return _decode_delta(head, rest, len(data), key, seq, previous)
+            return _decode_delta(head, rest, len(data), key, seq, previous, fetch)
         depth = _int(head)
         entries = [
             _entry(unpack_nibbles(packed), node_raw, [PageRef.from_raw(r) for r in refs_raw])
             for packed, node_raw, refs_raw in rest
         ]
-        return Page(depth, _located(entries, depth, seq), chain=(key,))
+        return Page(depth, _located(entries, depth, seq, fetch), chain=(key,))
     except (DecodingError, ValueError, TypeError, IndexError, KeyError) as err:
         raise PageError(f"{describe_key(key)}: cannot decode: {err}") from err
 
@@ -300,16 +318,22 @@ def _entry(path: bytes, node_raw: Raw, refs: list[PageRef]) -> Entry:
     return Entry(path, Leaf(b"", b""), refs, node_raw=node_raw)
 
 
-def _located(entries: list[Entry], depth: int, seq: int) -> list[Entry]:
+def _located(entries: list[Entry], depth: int, seq: int, fetch: Fetch | None) -> list[Entry]:
     """Entries given their nodes (raw decoded, stubs located in the entries' refs)."""
     for entry in entries:
-        entry.node = _decode_node(entry.node_raw, entry.path, entry, depth=depth + 1)
+        entry.node = _decode_node(entry.node_raw, entry.path, entry, depth + 1, fetch)
         entry.node.origin = seq
     return entries
 
 
 def _decode_delta(
-    head: Raw, rest: Raw, size: int, key: bytes, seq: int, previous: Previous | None
+    head: Raw,
+    rest: Raw,
+    size: int,
+    key: bytes,
+    seq: int,
+    previous: Previous | None,
+    fetch: Fetch | None,
 ) -> Page:
     if previous is None:
         raise ValueError("a delta page read without its previous version")
@@ -335,7 +359,7 @@ def _decode_delta(
         ]
         entries[path] = _entry(path, node_raw, refs)
         changed.append(entries[path])
-    _located(changed, depth, seq)
+    _located(changed, depth, seq, fetch)
     return Page(
         depth,
         [entries[path] for path in sorted(entries)],
@@ -360,10 +384,11 @@ def diff_nodes(new: Raw, old: Raw) -> Raw:
     kind = new[0]
     if kind == b"B":
         return [kind, new[1], [diff_nodes(n, o) for n, o in zip(new[2], old[2], strict=True)]]
+    # a path kept is SAME too (a packed path starts with 0 or 1, never with SAME's byte)
     if kind == b"E" and new[1] == old[1]:
-        return [kind, new[1], diff_nodes(new[2], old[2])]
-    if kind == b"L" and new[1] == old[1]:
-        return [kind, new[1], new[2], diff_nodes(new[3], old[3])]
+        return [kind, SAME, diff_nodes(new[2], old[2])]
+    if kind in LEAF_KINDS and new[1] == old[1]:
+        return [kind, SAME, new[2], diff_nodes(new[3], old[3])]
     return new
 
 
@@ -382,11 +407,16 @@ def apply_diff(diff: Raw, old: Raw) -> Raw:
             raise ValueError("a branch of other than 16 children")
         olds = old[2] if same_kind else [None] * 16
         return [kind, diff[1], [apply_diff(d, o) for d, o in zip(diff[2], olds, strict=True)]]
+    if kind not in (b"E", *LEAF_KINDS):
+        return diff
+    path = diff[1]
+    if path == SAME:
+        if not same_kind:
+            raise ValueError("a delta keeps the path of a node its previous version does not have")
+        path = old[1]
     if kind == b"E":
-        return [kind, diff[1], apply_diff(diff[2], old[2] if same_kind else None)]
-    if kind == b"L":
-        return [kind, diff[1], diff[2], apply_diff(diff[3], old[3] if same_kind else None)]
-    return diff
+        return [kind, path, apply_diff(diff[2], old[2] if same_kind else None)]
+    return [kind, path, diff[2], apply_diff(diff[3], old[3] if same_kind else None)]
 
 
 def encode_delta(depth: int, before: PageRef, old: Page, entries: list[Entry]) -> bytes:
@@ -412,7 +442,7 @@ def encode_delta(depth: int, before: PageRef, old: Page, entries: list[Entry]) -
     return encode_raw([head, int_bytes(depth), *patches])
 
 
-def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
+def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int, fetch: Fetch | None) -> Node:
     if isinstance(raw, bytes):
         if len(raw) != 32:
             raise ValueError(f"bad child reference at path {path.hex()}")
@@ -423,16 +453,28 @@ def _decode_node(raw: Raw, path: bytes, entry: Entry, depth: int) -> Node:
     kind = raw[0]
     if kind == b"L":
         return Leaf(unpack_nibbles(raw[1]), raw[2], _decode_sub(raw[3]))
+    if kind == b"H":
+        return _hashed_leaf(raw, path, fetch)
     if kind == b"E":
         ext_path = unpack_nibbles(raw[1])
-        return Extension(ext_path, _decode_node(raw[2], path + ext_path, entry, depth))
+        return Extension(ext_path, _decode_node(raw[2], path + ext_path, entry, depth, fetch))
     if kind == b"B" and len(raw[2]) == 16:
         children = tuple(
-            None if c == b"" else _decode_node(c, path + bytes([i]), entry, depth)
+            None if c == b"" else _decode_node(c, path + bytes([i]), entry, depth, fetch)
             for i, c in enumerate(raw[2])
         )
         return Branch(children, raw[1])
     raise ValueError(f"unknown node kind {kind!r} at path {path.hex()}")
+
+
+def _hashed_leaf(raw: Raw, path: bytes, fetch: Fetch | None) -> Leaf:
+    leaf_path = unpack_nibbles(raw[1])
+    key = path + leaf_path
+    if len(raw[2]) != 32 or len(key) % 2:
+        raise ValueError(f"bad hashed leaf at path {path.hex()}")
+    if fetch is None:
+        raise ValueError(f"a hashed leaf at path {path.hex()}, read with nowhere to fetch from")
+    return Leaf.hashed(leaf_path, raw[2], from_nibbles(key), fetch, _decode_sub(raw[3]))
 
 
 def pack_nibbles(nibbles: bytes) -> bytes:

@@ -5,10 +5,15 @@ storage trie per account (keccak(slot) -> RLP(value)) are ``storage/mpt.py`` tri
 nodes live in K-Persist pages (``storage/pages.py``) in their own RocksDB (column families
 ``pages`` and ``meta``). An account's leaf anchors its storage trie's root page if that trie
 is paged. A small storage trie (``page_target // 8`` bytes or less, every node inline) is not
-stored in SC at all: its slots are State Storage's (``slots``), and the trie is rebuilt from
+stored in SC at all: its slots are State Storage's (``ss``), and the trie is rebuilt from
 them, and checked against the storage root its account records, when a block changes it or a
-proof reads it; once a storage trie is paged it stays paged. (Without ``slots``, every storage
-trie is paged.) Committing a block is two steps:
+proof reads it; once a storage trie is paged it stays paged. Likewise the account trie's
+leaves keep only their hashes: the records are State Storage's, read by keccak(address) when
+a block changes an account (or moves its leaf, or a proof reads it) and checked against the
+leaf's hash. (Without ``ss``, every storage trie is paged and leaves keep their values.)
+Since State Storage keeps only the latest state, a proof at an earlier block can be given
+for accounts and small storage unchanged since; anything else is an error, never a wrong
+proof. Committing a block is two steps:
 
 1. ``update(writes, wiped)`` applies changes to the tries in memory and returns each changed
    account's record (the leaf value, storage root included, as State Storage keeps it) and
@@ -50,12 +55,12 @@ from storage.keys import (
     ACCT,
     SLOT,
     StateKey,
-    StoredSlots,
+    StoredState,
     decode_account,
     encode_account,
     int_bytes,
 )
-from storage.mpt import Node, Stub, Trie
+from storage.mpt import Leaf, Node, Stub, Trie, hp_encode
 from storage.pages import (
     PACK_DEPTH,
     Entry,
@@ -103,6 +108,9 @@ DEFAULT_MAX_DELTAS = 16  # delta pages over a full one before it is stored full 
 DEFAULT_DELTA_RATIO = 2.0  # ... or before their bytes reach this share of the full page's
 
 
+_UNWRITTEN = object()  # an account a block's writes leave as it was
+
+
 def _block_key(prefix: bytes, number: int) -> bytes:
     return prefix + number.to_bytes(8, "big")
 
@@ -124,7 +132,7 @@ class StateCommitment:
         write_buffer_bytes: int | None = None,
         max_deltas: int = DEFAULT_MAX_DELTAS,
         delta_ratio: float = DEFAULT_DELTA_RATIO,
-        slots: StoredSlots | None = None,
+        ss: StoredState | None = None,
     ) -> None:
         if keep_versions is not None and keep_versions < 2:
             raise ValueError(
@@ -132,7 +140,8 @@ class StateCommitment:
                 "recovery may roll back to the block before the last"
             )
         self.path = Path(path)
-        self.slots = slots
+        self.ss = ss
+        self._replaying = False  # in ``update(replay=True)``: State Storage is a block ahead
         self.cache_pages, self.max_loaded = cache_pages, max_loaded
         self.max_deltas, self.delta_ratio = max_deltas, delta_ratio
         self.loaded = 0  # entries loaded into the tries since they were last dropped
@@ -241,6 +250,7 @@ class StateCommitment:
                 stored,
                 seq,
                 lambda v, check, in_pack: self._version(depth, seq, v, check, in_pack, False),
+                self._fetch,
             )
         except PageError as err:
             raise StorageError(f"{self.path}: pages/{err}") from err
@@ -254,9 +264,14 @@ class StateCommitment:
         while len(self._cache) > self.cache_pages:
             self._cache.popitem(last=False)
         if self.loaded > self.max_loaded and not self._pending:
-            self.accounts = self._trie(self._root_ref, self.accounts.root_hash)
-            self.loaded = 0
-            self._cache.clear()  # (its pages hold the dropped tries' nodes)
+            self._forget()
+
+    def _forget(self) -> None:
+        """Drop the loaded tries and the page cache (whose pages hold their nodes): loaded
+        again from the pages on demand."""
+        self.accounts = self._trie(self._root_ref, self.accounts.root_hash)
+        self.loaded = 0
+        self._cache.clear()
 
     def _load(self, stub: Stub) -> Node:
         depth, ref, path = stub.locator
@@ -285,13 +300,13 @@ class StateCommitment:
         storage_root = decode_account(leaf.value).storage_root
         if leaf.sub is not None or storage_root == BLANK_ROOT_HASH:
             return self._trie(leaf.sub, storage_root)
-        if self.slots is None:
+        if self.ss is None:
             raise StorageError(
                 f"{self.path}: the storage of 0x{address.hex()} is not paged, and this State "
                 "Commitment was opened without State Storage to read its slots from"
             )
         trie = Trie(None, self._load)
-        for slot, value in self.slots.storage(address):
+        for slot, value in self.ss.storage(address):
             trie.put(keccak(slot.to_bytes(32, "big")), encode_raw(int_bytes(value)))
         if check and trie.root_hash != storage_root:
             raise StorageError(
@@ -328,8 +343,17 @@ class StateCommitment:
         ``replay``: it holds this block already (recovery rolling SC forward). Its slots
         are then this block's, so a rebuilt storage trie is not checked against the storage
         root before the block: the writes, applied again, leave it the same, and recovery
-        checks the state root the replay gives against the one State Storage recorded."""
-        wiped = set(wiped)
+        checks the state root the replay gives against the one State Storage recorded; the
+        records of hashed account leaves are this block's too, and are not checked either."""
+        self._replaying = replay
+        try:
+            return self._update(writes, set(wiped), replay)
+        finally:
+            self._replaying = False
+
+    def _update(
+        self, writes: Mapping[StateKey, Any], wiped: set[bytes], replay: bool
+    ) -> tuple[dict[bytes, bytes | None], bytes]:
         slots: dict[bytes, list[tuple[int, int]]] = {address: [] for address in wiped}
         for key, value in writes.items():
             if key[0] == SLOT:
@@ -351,8 +375,14 @@ class StateCommitment:
         for address in sorted({key[1] for key in writes if key[0] == ACCT} | set(storage_roots)):
             key = keccak(address)
             leaf = accounts.leaf(key)
-            current = decode_account(leaf.value) if leaf else None
-            fields = writes.get((ACCT, address), current)
+            fields = writes.get((ACCT, address), _UNWRITTEN)
+            current = None  # (read only if needed: a hashed leaf fetches its record for it)
+            if leaf is not None and (
+                fields is _UNWRITTEN or (fields is not None and address not in storage_roots)
+            ):
+                current = decode_account(leaf.value)
+            if fields is _UNWRITTEN:
+                fields = current
             if fields is None:
                 if leaf is not None:
                     accounts.put(key, b"")
@@ -383,10 +413,11 @@ class StateCommitment:
                 continue
             # small storage is State Storage's alone (rebuilt from its slots when needed);
             # once paged it stays paged: parts of it may not be loaded
-            if leaf.sub is None and self.slots is not None and self._small(trie):
+            if leaf.sub is None and self.ss is not None and self._small(trie):
                 continue
             leaf.sub = writer.flush_root(trie.root, leaf.sub)
-        self._root_ref = writer.flush_root(accounts.root, self._root_ref)
+        # account records are State Storage's: with it, the account leaves keep hashes only
+        self._root_ref = writer.flush_root(accounts.root, self._root_ref, self.ss is not None)
         writer.write_packs()
         root = accounts.root_hash
         meta = self._handles["meta"]
@@ -413,6 +444,29 @@ class StateCommitment:
         """Whether a storage trie (every node loaded) is small enough not to be paged."""
         return trie.root is None or unpaged_size(trie.root) <= self.page_target // 8
 
+    def _fetch(self, leaf: Leaf) -> bytes:
+        """The record of a hashed account leaf, from State Storage, checked against the
+        leaf's hash (except in a replay, when State Storage is a block ahead: the records
+        it gives are then this block's, which the replay writes anyway)."""
+        key = "0x" + (leaf.key or b"").hex()
+        if self.ss is None:
+            raise StorageError(
+                f"{self.path}: account leaf {key} keeps only its hash, and this State "
+                "Commitment was opened without State Storage to read its record from"
+            )
+        record = self.ss.record_by_hash(leaf.key or b"")
+        if record is None:
+            raise StorageError(f"{self.path}: State Storage holds no account for leaf {key}")
+        if not self._replaying and keccak(encode_raw([hp_encode(leaf.path, True), record])) != (
+            leaf.ref
+        ):
+            raise StorageError(
+                f"{self.path}: State Storage's record of account leaf {key} does not hash to the "
+                "leaf (State Storage keeps only the latest records: a proof at an older block "
+                "needs the account unchanged since)"
+            )
+        return record
+
     def commit(
         self,
         number: int,
@@ -420,9 +474,13 @@ class StateCommitment:
         wiped: Iterable[bytes],
         replay: bool = False,
     ) -> bytes:
-        """``update`` then ``write``: one block, its state root."""
+        """``update`` then ``write``: one block, its state root. After a replay the loaded
+        tries and pages are dropped: their leaves may hold records read unchecked."""
         self.update(writes, wiped, replay)
-        return self.write(number)
+        root = self.write(number)
+        if replay:
+            self._forget()
+        return root
 
     def roll_back(self, number: int) -> None:
         """Forget blocks after ``number`` (their pages, root records); reopen to see it."""
@@ -536,9 +594,14 @@ class _PageWriter:
         self.written: dict[bytes, int] = {}  # page key -> bytes
         self.packs: list[list[tuple[int, int, bytes]]] = []  # the block's (depth, seq, delta)
         self.pack_bytes = 0  # in the last pack
+        self.hashed = False  # whether the trie being written keeps its leaves by hash
 
-    def flush_root(self, root: Node | None, old: PageRef | None) -> PageRef | None:
-        """Write what changed under a trie root; the reference of its root page."""
+    def flush_root(
+        self, root: Node | None, old: PageRef | None, hashed: bool = False
+    ) -> PageRef | None:
+        """Write what changed under a trie root; the reference of its root page. ``hashed``:
+        the trie's leaves are written by hash alone (their values are kept elsewhere)."""
+        self.hashed = hashed
         if root is None:
             if old is not None:
                 self.drop(0, old)
@@ -613,9 +676,9 @@ class _PageWriter:
                 entries.append(old_entry)  # unchanged, with its encoding
                 continue
             entry = Entry(path, node)
-            node_raw, below = entry_parts(entry, self.sc.levels)
+            node_raw, below = entry_parts(entry, self.sc.levels, self.hashed)
             entry.refs = self.flush_children(depth + 1, below, old_entry.refs if old_entry else [])
-            encode_entry(entry, self.sc.levels, node_raw)
+            encode_entry(entry, node_raw)
             entries.append(entry)
             for child_path, child in below:
                 if isinstance(child, Stub):
@@ -627,7 +690,7 @@ class _PageWriter:
         chunks: list[list[tuple[Entry, bytes]]] = [[]]
         sizes = [0]
         for entry in entries:
-            encoded = encode_entry(entry, self.sc.levels)
+            encoded = encode_entry(entry)
             if chunks[-1] and sizes[-1] + len(encoded) > self.sc.page_target:
                 chunks.append([])
                 sizes.append(0)

@@ -3,6 +3,8 @@
 One RocksDB (rocksdict, raw mode) with column families:
 
 - ``index``: 20-byte address -> 5-byte big-endian sequence, allocated in creation order;
+- ``hashed``: keccak(address) -> the same sequence (the State Commitment's account leaves
+  are keyed by it and keep only hashes: it finds their records here);
 - ``account``: sequence -> RLP(nonce, balance, storage root, code hash), the account trie's
   own leaf encoding;
 - ``contract``: sequence ‖ 32-byte slot -> value (big-endian, no leading zeros);
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from eth_hash.auto import keccak
 from rlp.exceptions import DecodingError
 from rocksdict import AccessType, BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
@@ -48,10 +51,12 @@ from storage.keys import (
 )
 from storage.writeset import encode_writeset
 
-LAYOUT_VERSION = 5  # 3: page digests in child references, checksummed SC records;
+LAYOUT_VERSION = 6  # 3: page digests in child references, checksummed SC records;
 # 4: delta pages, stored in packs (a build of layout 3 would misread their references);
-# 5: small storage tries only in SS (a build of layout 4 would find no storage in SC)
-COLUMN_FAMILIES = ("index", "account", "contract", "code", "writeset", "meta")
+# 5: small storage tries only in SS (a build of layout 4 would find no storage in SC);
+# 6: hash-only account leaves in SC, their records found in SS by keccak(address); delta
+# pages keep unchanged node paths as SAME
+COLUMN_FAMILIES = ("index", "hashed", "account", "contract", "code", "writeset", "meta")
 SEQ_BYTES = 5
 META_LAYOUT = b"layout"
 META_NEXT_SEQ = b"next_seq"
@@ -334,6 +339,11 @@ class StateStorage:
         data = None if seq is None else self._cf["account"].get(seq)
         return None if data is None else self._record(seq, data)
 
+    def record_by_hash(self, hashed_address: bytes) -> bytes | None:
+        """The stored record of the account whose address hashes to ``hashed_address``."""
+        seq = self._cf["hashed"].get(hashed_address)
+        return None if seq is None else self._cf["account"].get(seq)
+
     def storage(self, address: bytes) -> Iterator[tuple[int, int]]:
         """Every non-zero slot of an account, in slot order."""
         seq = self.sequence_of(address)
@@ -374,6 +384,7 @@ class StateStorage:
             if seqs[address] is None and address in stored:
                 seqs[address] = next_seq.to_bytes(SEQ_BYTES, "big")
                 batch.put(address, seqs[address], self._handles["index"])
+                batch.put(keccak(address), seqs[address], self._handles["hashed"])
                 next_seq += 1
         contract = self._handles["contract"]
         for address in wiped:
@@ -389,6 +400,7 @@ class StateStorage:
                 batch.delete(seqs[address], accounts)
                 if not self._keeps_slots(address, seqs[address], writes, stored, wiped):
                     batch.delete(address, self._handles["index"])  # nothing left to find
+                    batch.delete(keccak(address), self._handles["hashed"])
         for key, value in writes.items():
             if key[0] == SLOT and seqs[key[1]] is not None:  # else: zeroing what never was
                 slot = seqs[key[1]] + key[2].to_bytes(32, "big")

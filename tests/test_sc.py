@@ -15,7 +15,7 @@ from support import random_state_blocks
 from trie import HexaryTrie
 
 from storage.committer import Committer
-from storage.keys import AccountFields, acct_key, slot_key
+from storage.keys import AccountFields, acct_key, decode_account, encode_account, slot_key
 from storage.mpt import Branch, Extension, Leaf
 from storage.pages import (
     PACK_DEPTH,
@@ -236,7 +236,7 @@ def test_a_corrupted_child_reference_is_refused(tmp_path):
     entry = next(e for e in page.entries if e.refs)
     entry.refs[0] = replace(entry.refs[0], count=entry.refs[0].count + 1)
     entry.encoded = None
-    data = encode_page(page.depth, [encode_entry(e, 1) for e in page.entries])
+    data = encode_page(page.depth, [encode_entry(e) for e in page.entries])
     if ref.pack:  # in the pack, in its place
         stored = ref.stored_key(0)
         items = [
@@ -325,8 +325,44 @@ def test_small_storage_lives_in_state_storage_alone_and_moves_to_pages_as_it_gro
         proof = sc.storage_proof(number, address, slot)
         found = HexaryTrie.get_from_proof(storage_root, keccak(slot.to_bytes(32, "big")), proof)
         assert rlp.decode(found, sedes=rlp.sedes.big_endian_int) == value
-    with pytest.raises(StorageError, match="keeps only the latest slots"):
-        sc.storage_proof(1, grown, 1)  # unpaged at block 1, and changed since
+    with pytest.raises(StorageError, match="keeps only the latest records"):
+        sc.storage_proof(1, grown, 1)  # its account (storage root) has changed since
+    reopened.close()
+
+
+def test_account_leaves_keep_only_hashes_and_a_record_that_does_not_match_is_an_error(tmp_path):
+    committer = Committer(tmp_path / "data")
+    reference = TrieCommitter([])
+    accounts = {
+        acct_key(a): AccountFields(i + 1, 0xC0FFEE0000 + i) for i, a in enumerate(ADDRESSES)
+    }
+    changed = {acct_key(a): AccountFields(9, 0xBEEF00 + i) for i, a in enumerate(ADDRESSES[:5])}
+    for number, writes in ((1, accounts), (2, changed)):
+        assert committer.commit(number, writes, ()) == reference.commit(writes, (), lambda h: b"")
+    records = list(committer.ss._cf["account"].values())
+    assert len(records) == len(ADDRESSES)
+    sc_bytes = b"".join(committer.sc._pages.values())
+    assert not [record for record in records if record in sc_bytes]  # SS's alone
+    committer.close()
+    reopened = Committer(tmp_path / "data")  # leaves read from pages: hashes only
+    sc = reopened.sc
+    for number, address in ((2, ADDRESSES[0]), (2, ADDRESSES[7]), (1, ADDRESSES[7])):
+        leaf = HexaryTrie.get_from_proof(
+            sc.root_at(number), keccak(address), sc.account_proof(number, address)
+        )  # (block 1: an account unchanged since)
+        assert rlp.decode(leaf, sedes=Account).nonce == (9 if address == ADDRESSES[0] else 8)
+    with pytest.raises(StorageError, match="keeps only the latest records"):
+        sc.account_proof(1, ADDRESSES[0])  # changed in block 2
+    victim = ADDRESSES[3]
+    seq = reopened.ss.sequence_of(victim)
+    record = decode_account(reopened.ss._cf["account"][seq])
+    reopened.ss._cf["account"][seq] = encode_account(
+        record.nonce, record.balance + 1, record.storage_root, record.code_hash
+    )
+    root = sc.root
+    with pytest.raises(StorageError, match=f"record of account leaf 0x{keccak(victim).hex()}"):
+        reopened.commit(3, {slot_key(victim, 1): 5}, ())  # needs its record: a slot changed
+    assert sc.root == root
     reopened.close()
 
 
