@@ -43,9 +43,10 @@ from storage.ss import (
     db_options,
 )
 from storage.write_behind import InFlight
-from storage.writeset import decode_writeset
+from storage.writeset import decode_writeset, merge_writesets
 
 CRASH_POINTS = ("before_writes", "after_sc", "after_ss")
+DEFAULT_CHECKPOINT_EVERY = 32  # blocks between SC's checkpoints of its top pages
 FULL_COLLECT_EVERY = 256
 
 
@@ -63,8 +64,14 @@ class Committer:
         page_target: int = 4096,
         statistics: bool = False,
         write_buffer_bytes: int | None = None,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     ) -> None:
         self.data_dir = Path(data_dir)
+        # SC's top pages are rebuilt by replaying write sets: without them, every block is
+        # a checkpoint; with them, the window must reach back to the last checkpoint
+        checkpoint_every = min(checkpoint_every, writeset_window) if keep_writesets else 1
+        if keep_versions is not None:
+            checkpoint_every = min(checkpoint_every, keep_versions - 1)
         self.ss_options = db_options(statistics, write_buffer_bytes)
         self.sc_options = db_options(statistics, write_buffer_bytes)
         self.ss = StateStorage(
@@ -81,6 +88,7 @@ class Committer:
             "options": self.sc_options,
             "write_buffer_bytes": write_buffer_bytes,
             "ss": self.ss,  # (account records and small storage tries are State Storage's)
+            "checkpoint_every": max(1, checkpoint_every),
         }
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")
@@ -97,6 +105,8 @@ class Committer:
     def close(self) -> None:
         try:
             self.settle()
+            if self._failed is None:
+                self.sc.checkpoint_now()  # (so that reopening replays nothing)
         finally:
             self._behind.shutdown()
             self._io.shutdown()
@@ -143,39 +153,61 @@ class Committer:
 
     # -- recovery ---------------------------------------------------------------------------
     def _recover(self) -> str:
+        """Bring SC to SS's block. SC's trie is on disk as of its last checkpoint, and its
+        top pages since were held in memory: SC goes back to its newest checkpoint at or
+        before SS's block (pages written after it are dropped), then replays SS's write sets
+        of the blocks since, merged into one, and must reach the root SS recorded."""
         ss, sc = self.ss.last_committed(), self.sc.last_committed()
         at_ss = ss.number if ss else -1
         at_sc = sc.number if sc else -1
-        if at_ss == at_sc:
+        if at_ss == at_sc and (ss is None or self.sc.checkpoint == at_sc):
             if ss is not None and ss.state_root != sc.state_root:
                 raise StorageError(
                     f"{self.data_dir}: SS and SC both at block {at_ss} with different roots "
                     f"0x{ss.state_root.hex()} / 0x{sc.state_root.hex()}"
                 )
             return "consistent" if ss else "empty"
-        if at_ss > at_sc:
-            data = self.ss.writeset(at_ss)
-            if data is None:
-                raise StorageError(
-                    f"{self.data_dir}: SS holds block {at_ss}, SC block {at_sc}, and SS keeps no "
-                    "write sets to roll SC forward with"
-                )
-            block = decode_writeset(data)
-            root = self.sc.commit(at_ss, block.writes, block.wiped, replay=True)
-            if root != ss.state_root:
-                raise StorageError(
-                    f"{self.data_dir}: rolling SC forward to block {at_ss} gave root "
-                    f"0x{root.hex()}, SS recorded 0x{ss.state_root.hex()}"
-                )
-            return f"rolled SC forward to block {at_ss}"
-        if at_sc > at_ss >= 0:
-            self.sc.roll_back(at_ss)
+        if at_ss > at_sc and not self.ss.keep_writesets:
+            raise StorageError(
+                f"{self.data_dir}: SS holds block {at_ss}, SC block {at_sc}, and SS keeps no "
+                "write sets to roll SC forward with"
+            )
+        if at_ss < 0 or at_ss > at_sc + 1:
+            raise StorageError(
+                f"{self.data_dir}: SS at block {at_ss} and SC at block {at_sc} are too far apart"
+            )
+        base = self.sc.last_checkpoint(at_ss)
+        if base is None:
+            raise StorageError(
+                f"{self.data_dir}: SC holds no checkpoint at or before SS's block {at_ss}"
+            )
+        steps = []
+        if base < at_sc or self.sc.checkpoint != at_sc:
+            self.sc.roll_back(base, roots_through=at_ss)
             self.sc.close()
             self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
-            return f"rolled SC back to block {at_ss}"
-        raise StorageError(
-            f"{self.data_dir}: SS at block {at_ss} and SC at block {at_sc} are too far apart"
-        )
+            steps.append(f"rolled SC back to block {base}")
+        if base < at_ss:
+            self._replay(base, at_ss, ss.state_root)
+            steps.append(f"rolled SC forward to block {at_ss}")
+        return ", ".join(steps)
+
+    def _replay(self, base: int, number: int, root: bytes) -> None:
+        """SC from block ``base`` to ``number`` by SS's write sets of the blocks between."""
+        kept = self.ss.writesets(base, number)
+        needed = set(self.sc.blocks(base, number)) | {number}
+        if not kept or needed - set(kept):
+            raise StorageError(
+                f"{self.data_dir}: SS holds block {number}, SC block {base}, and SS keeps no "
+                f"write sets of blocks {sorted(needed - set(kept))} to roll SC forward with"
+            )
+        block = merge_writesets(decode_writeset(kept[n]) for n in sorted(kept))
+        replayed = self.sc.commit(number, block.writes, block.wiped, replay=True)
+        if replayed != root:
+            raise StorageError(
+                f"{self.data_dir}: rolling SC forward to block {number} gave root "
+                f"0x{replayed.hex()}, SS recorded 0x{root.hex()}"
+            )
 
     # -- committing -------------------------------------------------------------------------
     def commit(

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import rlp
-from eth.constants import BLANK_ROOT_HASH
+from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth_hash.auto import keccak
 from rlp.codec import encode_raw
 from rocksdict import Options, WriteBatch
@@ -98,6 +98,9 @@ ROOT_PREFIX = b"root/"
 GARBAGE_PREFIX = b"garbage/"
 PACKS_PREFIX = b"packs/"  # a block's packs: how many of their versions pruning has yet to free
 META_PRUNED = b"pruned_through"  # oldest block kept at the last pruning
+META_CHECKPOINT = b"checkpoint"  # the last block whose top pages are on disk
+IN_MEMORY = b"\x01"  # a root record's flag: the block's top pages were held in memory only
+DEFAULT_TOP_DEPTHS = 2  # page depths of the account trie held in memory between checkpoints
 DEFAULT_LEVELS = 2
 DEFAULT_TARGET = 4096
 DEFAULT_KEEP_VERSIONS = 128
@@ -133,14 +136,27 @@ class StateCommitment:
         max_deltas: int = DEFAULT_MAX_DELTAS,
         delta_ratio: float = DEFAULT_DELTA_RATIO,
         ss: StoredState | None = None,
+        checkpoint_every: int = 1,
+        top_depths: int = DEFAULT_TOP_DEPTHS,
     ) -> None:
         if keep_versions is not None and keep_versions < 2:
             raise ValueError(
                 f"keep_versions must be at least 2 (or None, an archive), not {keep_versions}: "
                 "recovery may roll back to the block before the last"
             )
+        if checkpoint_every < 1 or (
+            keep_versions is not None and checkpoint_every >= keep_versions
+        ):
+            raise ValueError(
+                f"checkpoint_every must be at least 1 and under keep_versions ({keep_versions}), "
+                f"not {checkpoint_every}: recovery starts from the last checkpoint's pages"
+            )
         self.path = Path(path)
         self.ss = ss
+        self.checkpoint_every, self.top_depths = checkpoint_every, top_depths
+        # top pages (account trie, depth < top_depths) written since the last checkpoint:
+        # stored key -> bytes, held here instead of on disk (every block changes them all)
+        self._volatile: dict[bytes, bytes] = {}
         self._replaying = False  # in ``update(replay=True)``: State Storage is a block ahead
         self.cache_pages, self.max_loaded = cache_pages, max_loaded
         self.max_deltas, self.delta_ratio = max_deltas, delta_ratio
@@ -169,8 +185,14 @@ class StateCommitment:
         self._next_seq = int.from_bytes(self._meta.get(META_NEXT_SEQ, b"\0"), "big")
         mark = self.last_committed()
         self.number = mark.number if mark else 0
-        self._root_ref = self._root_record(self.number)[1] if mark else None
-        self.accounts = self._trie(self._root_ref, mark.state_root if mark else BLANK_ROOT_HASH)
+        stored = self._meta.get(META_CHECKPOINT)
+        # the last block whose trie is wholly on disk; blocks after it are replayed from
+        # State Storage's write sets (``storage/committer.py``) before SC is used
+        self.checkpoint = int.from_bytes(stored, "big") if stored else (mark and mark.number)
+        base = self.checkpoint if mark else None
+        self._root_ref = self._root_record(base)[1] if base is not None else None
+        root_hash = self.root_at(base) if base is not None else BLANK_ROOT_HASH
+        self.accounts = self._trie(self._root_ref, root_hash)
         self._pending: dict[bytes, Trie] = {}
         self._dropped: list[PageRef] = []  # storage pages of accounts deleted since the write
         self.pages_written = 0
@@ -198,16 +220,36 @@ class StateCommitment:
     def root(self) -> bytes:
         return self.accounts.root_hash
 
-    def _root_record(self, number: int) -> tuple[bytes, PageRef | None]:
+    def _root_record(self, number: int) -> tuple[bytes, PageRef | None, bool]:
+        """(state root, root page, whether its top pages were held in memory only)."""
         key = _block_key(ROOT_PREFIX, number)
         data = self._meta.get(key)
         if data is None:
             raise StorageError(f"{self.path}: meta/root/{number}: no root kept for block {number}")
+        return self._decode_root(data, number)
+
+    def _decode_root(self, data: bytes, number: int) -> tuple[bytes, PageRef | None, bool]:
         try:
-            root, ref = rlp.decode(unseal(data, f"meta/root/{number}"))
-            return root, PageRef.from_raw(ref) if ref else None
+            root, ref, *flag = rlp.decode(unseal(data, f"meta/root/{number}"))
+            return root, PageRef.from_raw(ref) if ref else None, flag == [IN_MEMORY]
         except (rlp.exceptions.DecodingError, ValueError) as err:
             raise StorageError(f"{self.path}: meta/root/{number}: corrupt: {err}") from err
+
+    def last_checkpoint(self, at_most: int) -> int | None:
+        """The newest block at or before ``at_most`` whose top pages are on disk."""
+        for key, data in self._meta.items(
+            from_key=_block_key(ROOT_PREFIX, at_most), backwards=True
+        ):
+            if not key.startswith(ROOT_PREFIX):
+                return None
+            number = int.from_bytes(key[len(ROOT_PREFIX) :], "big")
+            if not self._decode_root(data, number)[2]:
+                return number
+        return None
+
+    def blocks(self, after: int, through: int) -> list[int]:
+        """The blocks committed after ``after`` through ``through`` (their root records)."""
+        return [block for block, _, _ in self._records(ROOT_PREFIX, after + 1, through + 1)]
 
     def _trie(self, ref: PageRef | None, root_hash: bytes) -> Trie:
         if ref is None or root_hash == BLANK_ROOT_HASH:
@@ -231,7 +273,9 @@ class StateCommitment:
             self._cache.move_to_end(key)
             return page
         stored = pack_key(version, pack - 1) if pack else key
-        data = self._pages.get(stored)
+        data = None if pack else self._volatile.get(stored)
+        if data is None:
+            data = self._pages.get(stored)
         if data is None:
             raise StorageError(
                 f"{self.path}: pages/{describe_key(stored)}: {'pack' if pack else 'page'} is "
@@ -319,7 +363,13 @@ class StateCommitment:
 
     def at(self, number: int) -> Trie:
         """The account trie as committed at block ``number`` (if still kept)."""
-        root, ref = self._root_record(number)
+        root, ref, in_memory = self._root_record(number)
+        if in_memory and (ref is None or ref.key(0) not in self._volatile):
+            raise StorageError(
+                f"{self.path}: block {number}: its top pages were held in memory only (SC "
+                f"checkpoints them every {self.checkpoint_every} blocks) and are gone: old "
+                "roots are readable at checkpoints and since the last one"
+            )
         return self._trie(ref, root)
 
     def root_at(self, number: int) -> bytes:
@@ -398,12 +448,21 @@ class StateCommitment:
             records[address] = record
         return records, accounts.root_hash
 
-    def write(self, number: int) -> bytes:
-        """Write the pages changed since the last write, and the root record of ``number``."""
+    def write(self, number: int, checkpoint: bool = False) -> bytes:
+        """Write the pages changed since the last write, and the root record of ``number``.
+
+        The account trie's top pages (``top_depths`` deep: every block changes them all) are
+        held in memory, not written, except at a checkpoint: every ``checkpoint_every``
+        blocks, or when told; then every top page held in memory is written in full."""
         if self.read_only:
             raise StorageError(f"{self.path}: opened read-only")
+        checkpoint = (
+            checkpoint
+            or self.checkpoint is None
+            or number - self.checkpoint >= self.checkpoint_every
+        )
         batch = WriteBatch(raw_mode=True)
-        writer = _PageWriter(self, number, batch)
+        writer = _PageWriter(self, number, batch, checkpoint)
         accounts = self.accounts
         for ref in self._dropped:
             writer.drop(0, ref)
@@ -417,19 +476,40 @@ class StateCommitment:
                 continue
             leaf.sub = writer.flush_root(trie.root, leaf.sub)
         # account records are State Storage's: with it, the account leaves keep hashes only
-        self._root_ref = writer.flush_root(accounts.root, self._root_ref, self.ss is not None)
+        self._root_ref = writer.flush_root(
+            accounts.root, self._root_ref, self.ss is not None, self.top_depths
+        )
         writer.write_packs()
         root = accounts.root_hash
         meta = self._handles["meta"]
         ref_raw = self._root_ref.raw() if self._root_ref else b""
-        batch.put(_block_key(ROOT_PREFIX, number), seal(rlp.encode([root, ref_raw])), meta)
-        batch.put(_block_key(GARBAGE_PREFIX, number), seal(rlp.encode(writer.garbage)), meta)
+        # (a root page on disk has every top page below it on disk: a checkpoint wrote them)
+        held = (
+            not checkpoint
+            and self._root_ref is not None
+            and self._root_ref.stored_key(0) in self._volatile
+        )
+        record = [root, ref_raw, IN_MEMORY] if held else [root, ref_raw]
+        batch.put(_block_key(ROOT_PREFIX, number), seal(rlp.encode(record)), meta)
+        # (versions held in memory were never on disk: nothing to prune)
+        garbage = [key for key in writer.garbage if key not in self._volatile]
+        if number == self.number:  # a checkpoint of the block last written: adds to its garbage
+            garbage_key = _block_key(GARBAGE_PREFIX, number)
+            earlier = self._meta.get(garbage_key)
+            if earlier is not None:
+                garbage = rlp.decode(self._unseal(earlier, f"meta/garbage/{number}")) + garbage
+        batch.put(_block_key(GARBAGE_PREFIX, number), seal(rlp.encode(garbage)), meta)
+        if checkpoint:
+            batch.put(META_CHECKPOINT, number.to_bytes(8, "big"), meta)
         batch.put(META_NEXT_SEQ, self._next_seq.to_bytes(5, "big"), meta)
         batch.put(META_LAST, CommitMark(number, root).encode(), meta)
         if self.keep_versions is not None:
             self._prune(number, batch)
         self.last_batch = (batch.len(), batch.size_in_bytes())
         write_synced(self._db, batch)
+        if checkpoint:  # every top page held in memory is superseded by one on disk now
+            self._volatile.clear()
+            self.checkpoint = number
         for key in writer.garbage:  # replaced or unreachable: read again only for old roots
             self._cache.pop(key, None)
         self.pages_written += len(writer.written)
@@ -439,6 +519,19 @@ class StateCommitment:
         self._dropped = []
         self._trim()
         return root
+
+    def checkpoint_now(self) -> None:
+        """Write the top pages held in memory as of the last block written (a clean
+        shutdown), unless that block is a checkpoint or changes since are pending."""
+        if (
+            self.read_only
+            or self.checkpoint in (None, self.number)
+            or self._pending
+            or self._dropped
+            or self.accounts.root_hash != self.root_at(self.number)
+        ):
+            return
+        self.write(self.number, checkpoint=True)
 
     def _small(self, trie: Trie) -> bool:
         """Whether a storage trie (every node loaded) is small enough not to be paged."""
@@ -455,6 +548,10 @@ class StateCommitment:
                 "Commitment was opened without State Storage to read its record from"
             )
         record = self.ss.record_by_hash(leaf.key or b"")
+        if record is None and self._replaying:
+            # deleted by a block the replay holds, and so deleted by it too: this leaf only
+            # moves on its way out (a survivor would give a root recovery refuses)
+            return encode_account(0, 0, BLANK_ROOT_HASH, EMPTY_SHA3)
         if record is None:
             raise StorageError(f"{self.path}: State Storage holds no account for leaf {key}")
         if not self._replaying and keccak(encode_raw([hp_encode(leaf.path, True), record])) != (
@@ -474,27 +571,38 @@ class StateCommitment:
         wiped: Iterable[bytes],
         replay: bool = False,
     ) -> bytes:
-        """``update`` then ``write``: one block, its state root. After a replay the loaded
-        tries and pages are dropped: their leaves may hold records read unchecked."""
+        """``update`` then ``write``: one block, its state root. A replay is written as a
+        checkpoint, and the loaded tries and pages are dropped after it: their leaves may
+        hold records read unchecked."""
         self.update(writes, wiped, replay)
-        root = self.write(number)
+        root = self.write(number, checkpoint=replay)
         if replay:
             self._forget()
         return root
 
-    def roll_back(self, number: int) -> None:
-        """Forget blocks after ``number`` (their pages, root records); reopen to see it."""
+    def roll_back(self, number: int, roots_through: int | None = None) -> None:
+        """Forget blocks after ``number``, a checkpoint (their pages; their root records
+        after ``roots_through``, if given: blocks to be replayed keep their roots on record);
+        reopen to see it."""
         last = self.last_committed()
-        if last is None or last.number <= number:
+        if last is None or (last.number <= number and self.checkpoint == last.number):
             return
+        if self._root_record(number)[2]:
+            raise StorageError(f"{self.path}: cannot roll back to block {number}: no checkpoint")
         batch = WriteBatch(raw_mode=True)
         pages, meta = self._handles["pages"], self._handles["meta"]
         after, end = number + 1, last.number + 1
         batch.delete_range(page_key(after, 0, 0), page_key(end, 0, 0), pages)
         # (packs of blocks kept that pruning after ``number`` freed stay freed, as it recorded)
-        for prefix in (ROOT_PREFIX, GARBAGE_PREFIX, PACKS_PREFIX):
+        for prefix in (GARBAGE_PREFIX, PACKS_PREFIX):
             batch.delete_range(_block_key(prefix, after), _block_key(prefix, end), meta)
+        roots_after = max(number, roots_through or number) + 1
+        if roots_after < end:
+            batch.delete_range(
+                _block_key(ROOT_PREFIX, roots_after), _block_key(ROOT_PREFIX, end), meta
+            )
         batch.put(META_LAST, CommitMark(number, self.root_at(number)).encode(), meta)
+        batch.put(META_CHECKPOINT, number.to_bytes(8, "big"), meta)
         write_synced(self._db, batch)
 
     def _prune(self, number: int, batch: WriteBatch) -> None:
@@ -587,8 +695,11 @@ def _show(ref: Any) -> str:
 class _PageWriter:
     """Writes one block's dirty pages of any trie into the block's batch."""
 
-    def __init__(self, sc: StateCommitment, number: int, batch: WriteBatch) -> None:
-        self.sc, self.number, self.batch = sc, number, batch
+    def __init__(
+        self, sc: StateCommitment, number: int, batch: WriteBatch, checkpoint: bool
+    ) -> None:
+        self.sc, self.number, self.batch, self.checkpoint = sc, number, batch, checkpoint
+        self.top = 0  # page depths of the trie being written held in memory between checkpoints
         self.pages_cf = sc._handles["pages"]
         self.garbage: list[bytes] = []
         self.written: dict[bytes, int] = {}  # page key -> bytes
@@ -597,11 +708,12 @@ class _PageWriter:
         self.hashed = False  # whether the trie being written keeps its leaves by hash
 
     def flush_root(
-        self, root: Node | None, old: PageRef | None, hashed: bool = False
+        self, root: Node | None, old: PageRef | None, hashed: bool = False, top: int = 0
     ) -> PageRef | None:
         """Write what changed under a trie root; the reference of its root page. ``hashed``:
-        the trie's leaves are written by hash alone (their values are kept elsewhere)."""
-        self.hashed = hashed
+        the trie's leaves are written by hash alone (their values are kept elsewhere);
+        ``top``: its pages this shallow are held in memory unless at a checkpoint."""
+        self.hashed, self.top = hashed, top
         if root is None:
             if old is not None:
                 self.drop(0, old)
@@ -632,13 +744,26 @@ class _PageWriter:
             if not items:
                 self.drop(depth, ref)
                 continue
-            if len(items) == ref.count and ref.seq not in moved_into:
+            if len(items) == ref.count and ref.seq not in moved_into and not self.stale(depth, ref):
                 pages.append((ref, None, 0))
                 continue
             pages.extend(self.write_pages(depth, items, ref, self.sc._page(depth, ref)))
         if None in by_seq:
             pages.extend(self.write_pages(depth, by_seq[None], None, None))
         return self._merge(depth, pages)
+
+    def stale(self, depth: int, ref: PageRef | None) -> bool:
+        """A top page held in memory, at a checkpoint: it must be written (in full)."""
+        return (
+            self.checkpoint
+            and ref is not None
+            and depth < self.top
+            and ref.stored_key(depth) in self.sc._volatile
+        )
+
+    def held(self, depth: int) -> bool:
+        """Whether a page written now at ``depth`` is held in memory instead of on disk."""
+        return not self.checkpoint and depth < self.top
 
     def drop(self, depth: int, ref: PageRef) -> None:
         """A page the new version no longer reaches: it and every page below it are garbage.
@@ -659,6 +784,8 @@ class _PageWriter:
         delta page over ``old`` (the page as of ``before``) when the page keeps its entries
         in one page and the deltas since its full base stay under ``delta_ratio`` times it."""
         seq = None if before is None else before.seq
+        stale = self.stale(depth, before)  # (then every entry is written again: its child
+        # pages may be held in memory too)
         if before is not None:  # superseded: the cache keeps the versions the writer reads
             self.sc._cache.pop(before.key(depth), None)
         if old is not None:  # entries that are gone take their child pages with them
@@ -672,7 +799,7 @@ class _PageWriter:
             if isinstance(node, Stub):
                 node = self.sc._load(node)
             old_entry = old.entry(path) if old is not None else None
-            if old_entry is not None and old_entry.node is node:
+            if old_entry is not None and old_entry.node is node and not stale:
                 entries.append(old_entry)  # unchanged, with its encoding
                 continue
             entry = Entry(path, node)
@@ -704,6 +831,7 @@ class _PageWriter:
             # (a page that lost entries is stored full: a neighbour written now may take it in,
             # or it a small neighbour; see ``_merge``)
             and len(entries) >= len(old.entries)
+            and not stale
         ):
             data = encode_delta(depth, before, old, entries)
             if old.delta_bytes + len(data) < self.sc.delta_ratio * sizes[0]:
@@ -736,7 +864,8 @@ class _PageWriter:
                 merged.pop()
                 self.sc.merges += 1
                 key = ref.key(depth)
-                self.batch.delete(key, self.pages_cf)
+                if self.sc._volatile.pop(key, None) is None:
+                    self.batch.delete(key, self.pages_cf)
                 self.sc._cache.pop(key, None)
                 self.written.pop(key, None)
                 combined = last[1] + entries
@@ -755,13 +884,17 @@ class _PageWriter:
         """Store ``data`` (``page`` full, or a delta: ``packed``) as this block's version of
         ``seq``; ``page.chain`` starts with a placeholder for its own key."""
         entries = page.entries
+        held = self.held(page.depth)
+        packed = packed and not held
         pack = self._pack(page.depth, seq, data) if packed else 0
         ref = PageRef(
             entries[0].path, entries[-1].path, self.number, seq, len(entries), digest(data), pack
         )
         stored = ref.stored_key(page.depth)
         page.chain = (stored, *page.chain[1:])
-        if not packed:
+        if held:
+            self.sc._volatile[stored] = data
+        elif not packed:
             self.batch.put(stored, data, self.pages_cf)
             self.written[stored] = len(data)
         self.sc._cache[ref.key(page.depth)] = page

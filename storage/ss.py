@@ -357,6 +357,16 @@ class StateStorage:
     def writeset(self, number: int) -> bytes | None:
         return self._cf["writeset"].get(number.to_bytes(8, "big"))
 
+    def writesets(self, after: int, through: int) -> dict[int, bytes]:
+        """The write sets kept of the blocks after ``after`` through ``through``."""
+        found = {}
+        for key, data in self._cf["writeset"].items(from_key=(after + 1).to_bytes(8, "big")):
+            number = int.from_bytes(key, "big")
+            if number > through:
+                break
+            found[number] = data
+        return found
+
     # -- writes -----------------------------------------------------------------------------
     def write_block(
         self,

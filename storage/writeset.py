@@ -71,3 +71,17 @@ def decode_writeset(data: bytes) -> WriteSet:
 
 def _int(data: bytes) -> int:
     return int.from_bytes(data, "big")
+
+
+def merge_writesets(blocks: Iterable[WriteSet]) -> WriteSet:
+    """Consecutive blocks' write sets as one: applied at once (wipes first, then the writes)
+    it leaves the state the blocks leave in turn. A wipe drops the slot writes before it."""
+    writes: dict[StateKey, Any] = {}
+    wiped: set[bytes] = set()
+    for block in blocks:
+        if block.wiped:
+            wiped |= block.wiped
+            for key in [k for k in writes if k[0] == SLOT and k[1] in block.wiped]:
+                del writes[key]
+        writes.update(block.writes)
+    return WriteSet(writes, frozenset(wiped))

@@ -24,7 +24,7 @@ sys.path[:0] = [{repo!r}, {tests!r}]
 {prelude}
 from support import random_state_blocks
 from storage.committer import Committer
-committer = Committer({data!r}, keep_writesets={keep!r})
+committer = Committer({data!r}, keep_writesets={keep!r}, checkpoint_every={every!r})
 blocks = random_state_blocks(7, {count})
 for number, (writes, wiped) in enumerate(blocks[:-1], start=1):
     committer.commit(number, writes, wiped, background={background!r})
@@ -56,6 +56,7 @@ def kill_mid_commit(
     point: str,
     keep_writesets: bool,
     background: bool = False,
+    checkpoint_every: int = 1,
     power_cut: bool = False,
 ) -> Path:
     """A child process commits BLOCKS - 1 blocks, then is killed at ``point`` of the next
@@ -70,6 +71,7 @@ def kill_mid_commit(
         point=point,
         keep=keep_writesets,
         background=background,
+        every=checkpoint_every,
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert result.returncode == -9, result.stderr.decode()[-2000:]
@@ -100,27 +102,33 @@ def test_blocks_commit_to_the_reference_roots(tmp_path):
     reopened.close()
 
 
+@pytest.mark.parametrize("every", [1, 2], ids=["checkpoint-each", "checkpoint-every-2"])
 @pytest.mark.parametrize("power_cut", [False, True], ids=["kill", "power-cut"])
 @pytest.mark.parametrize("background", [False, True], ids=["in-place", "behind"])
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_a_kill_mid_commit_recovers_to_the_last_block_both_hold(
-    tmp_path, point, background, power_cut
+    tmp_path, point, background, power_cut, every
 ):
-    data = kill_mid_commit(tmp_path, point, True, background=background, power_cut=power_cut)
+    """``every`` 2: SC checkpoints blocks 1, 3 and 5 (its top pages of blocks 2 and 4 are
+    held in memory), so recovery goes back to block 3 and replays the write sets since."""
+    data = kill_mid_commit(
+        tmp_path, point, True, background=background, power_cut=power_cut, checkpoint_every=every
+    )
     committer = Committer(data)
     expected_block = BLOCKS if point == "after_ss" else BLOCKS - 1
     roots, model = reference(expected_block)
     assert committer.mark.number == expected_block
     assert committer.sc.last_committed().number == expected_block
+    assert committer.sc.checkpoint == expected_block
     assert committer.state_root == roots[expected_block]
-    assert (
-        committer.recovery
-        == {
-            "before_writes": "consistent",
-            "after_sc": f"rolled SC back to block {BLOCKS - 1}",
-            "after_ss": f"rolled SC forward to block {BLOCKS}",
-        }[point]
-    )
+    expected = {
+        "before_writes": "consistent",
+        "after_sc": f"rolled SC back to block {BLOCKS - 1}",
+        "after_ss": f"rolled SC forward to block {BLOCKS}",
+    }[point]
+    if every == 2:
+        expected = f"rolled SC back to block 3, rolled SC forward to block {expected_block}"
+    assert committer.recovery == expected
     keys = sorted(model.data, key=repr)
     assert committer.ss.get_many(keys) == [model.data[k] for k in keys]
     for number in range(1, expected_block + 1):  # nothing of an earlier block lost
