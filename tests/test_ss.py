@@ -10,6 +10,7 @@ import pytest
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import random_state_blocks
 
 from compute_unit.state import DictSnapshot
 from storage.keys import AccountFields, acct_key, code_key, encode_account, slot_key
@@ -21,7 +22,7 @@ from storage.ss import (
     StorageView,
     sweep_dead_secondaries,
 )
-from storage.writeset import decode_writeset
+from storage.writeset import WriteSet, decode_writeset, merge_writesets
 
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 7)]
 SLOTS = [0, 1, 2**255, 2**256 - 1]
@@ -333,3 +334,17 @@ def test_a_view_elsewhere_reads_through_its_far_reads(tmp_path):
         lost.get(key)
     ss.close()
     StorageView.opened.close_all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merged_write_sets_leave_the_state_the_blocks_leave_in_turn(seed):
+    """Recovery replays the write sets since SC's checkpoint as one (``merge_writesets``)."""
+    blocks = [WriteSet(writes, frozenset(wiped)) for writes, wiped in random_state_blocks(seed, 8)]
+    in_turn, at_once = DictSnapshot(), DictSnapshot()
+    for block in blocks:
+        in_turn.apply(block.writes, block.wiped)
+    merged = merge_writesets(blocks)
+    at_once.apply(merged.writes, merged.wiped)
+    assert at_once.data == in_turn.data
+    if seed == 0:  # (the case that matters: a wipe after slot writes)
+        assert any(block.wiped for block in blocks[1:])
