@@ -8,12 +8,16 @@ in the same batch as the block, and syncs that batch before it returns: a commit
 when ``commit`` returns, and at any cut (a kill or a power cut) each store holds either its
 previous block or the new one, so the two are never more than one block apart.
 
-On open the two marks are compared. Equal: nothing to do. SS ahead (a crash after SS's
-batch, before SC's): SC is rolled forward by replaying SS's write set of that block, and the
-result must give the root SS recorded. SC ahead: SC is rolled back to SS's block (its
-version of that block is still there). A store without write sets (validators) writes SC
-first, then SS, so only the second case can arise. Anything else is an error naming both
-marks; nothing is ever guessed.
+SC's trie is wholly on disk only as of its last checkpoint (its top pages are held in memory
+between checkpoints, every ``checkpoint_every`` blocks; a clean ``close`` checkpoints). On
+open the two marks are compared. Equal, and SC's last block a checkpoint: nothing to do.
+Otherwise SC goes back to its newest checkpoint at or before SS's block (the pages written
+after it are dropped, the root records of blocks SS holds kept) and replays SS's write sets
+of the blocks since, merged into one, which must give the root SS recorded; SS one block
+ahead (a crash after SS's batch, before SC's) and SC one ahead (after SC's, before SS's) are
+cases of it. A store without write sets (validators) checkpoints every block and writes SC
+first, then SS, so SC can only be ahead, and is rolled back. Anything else is an error naming
+both marks; nothing is ever guessed.
 
 A write-behind commit (``background=True``) returns the root once SC has merkelized, and
 writes both stores on a thread of its own while the next block runs; that block reads the
@@ -196,7 +200,7 @@ class Committer:
         """SC from block ``base`` to ``number`` by SS's write sets of the blocks between."""
         kept = self.ss.writesets(base, number)
         needed = set(self.sc.blocks(base, number)) | {number}
-        if not kept or needed - set(kept):
+        if needed - set(kept):
             raise StorageError(
                 f"{self.data_dir}: SS holds block {number}, SC block {base}, and SS keeps no "
                 f"write sets of blocks {sorted(needed - set(kept))} to roll SC forward with"

@@ -21,16 +21,16 @@ version stays readable until pruned.
 
 A new version is stored either full or as a *delta page* (LETUS's delta pages): the entries
 that changed since the page's previous version, each as a structural diff of its nodes (a
-node the previous version has unchanged at the same place is ``SAME``, one byte, as is a leaf's
-or extension's path kept; a child reference kept is its index in the previous entry's
-references), with the previous version's
-block and digest. A page is read as its full base with its deltas applied in order, each
-stored version checked against its digest; the writer stores a full page again once the
-deltas since the base would weigh ``delta_ratio`` times it (or after ``max_deltas`` of them),
-so a read touches a bounded chain. A block's delta pages (a few hundred bytes each) are not
-stored one record each but packed, in the order written, into *packs* of about the page target
-under ``version ‖ 0xFF ‖ pack number`` keys, so a block writes hundreds of records, not thousands;
-a reference to a packed version says which pack holds it.
+node the previous version has unchanged at the same place is ``SAME``, one byte, as is a
+leaf's or extension's path kept; a child reference kept is its index in the previous entry's
+references), with the previous version's block and digest. A page is read as its full base
+with its deltas applied in order, each stored version checked against its digest; the writer
+stores a full page again once the deltas since the base would weigh ``delta_ratio`` times it
+(or after ``max_deltas`` of them), so a read touches a bounded chain. A block's delta pages
+(a few hundred bytes each) are not stored one record each but packed, in the order written,
+into *packs* of about the page target under ``version ‖ 0xFF ‖ pack number`` keys, so a
+block writes hundreds of records, not thousands; a reference to a packed version says which
+pack holds it.
 """
 
 from __future__ import annotations

@@ -185,13 +185,15 @@ class StateCommitment:
         self._next_seq = int.from_bytes(self._meta.get(META_NEXT_SEQ, b"\0"), "big")
         mark = self.last_committed()
         self.number = mark.number if mark else 0
+        # the last block whose trie is wholly on disk (None: nothing written yet); blocks
+        # after it are replayed from State Storage's write sets (``storage/committer.py``)
         stored = self._meta.get(META_CHECKPOINT)
-        # the last block whose trie is wholly on disk; blocks after it are replayed from
-        # State Storage's write sets (``storage/committer.py``) before SC is used
-        self.checkpoint = int.from_bytes(stored, "big") if stored else (mark and mark.number)
-        base = self.checkpoint if mark else None
-        self._root_ref = self._root_record(base)[1] if base is not None else None
-        root_hash = self.root_at(base) if base is not None else BLANK_ROOT_HASH
+        self.checkpoint: int | None = int.from_bytes(stored, "big") if stored else None
+        if mark is not None and self.checkpoint is None:
+            self.checkpoint = mark.number  # (a store of checkpoints before they were recorded)
+        root_hash, self._root_ref = BLANK_ROOT_HASH, None
+        if self.checkpoint is not None:
+            root_hash, self._root_ref, _ = self._root_record(self.checkpoint)
         self.accounts = self._trie(self._root_ref, root_hash)
         self._pending: dict[bytes, Trie] = {}
         self._dropped: list[PageRef] = []  # storage pages of accounts deleted since the write
@@ -541,13 +543,14 @@ class StateCommitment:
         """The record of a hashed account leaf, from State Storage, checked against the
         leaf's hash (except in a replay, when State Storage is a block ahead: the records
         it gives are then this block's, which the replay writes anyway)."""
-        key = "0x" + (leaf.key or b"").hex()
+        assert leaf.key is not None, "a hashed leaf without its key"
+        key = "0x" + leaf.key.hex()
         if self.ss is None:
             raise StorageError(
                 f"{self.path}: account leaf {key} keeps only its hash, and this State "
                 "Commitment was opened without State Storage to read its record from"
             )
-        record = self.ss.record_by_hash(leaf.key or b"")
+        record = self.ss.record_by_hash(leaf.key)
         if record is None and self._replaying:
             # deleted by a block the replay holds, and so deleted by it too: this leaf only
             # moves on its way out (a survivor would give a root recovery refuses)
@@ -864,7 +867,9 @@ class _PageWriter:
                 merged.pop()
                 self.sc.merges += 1
                 key = ref.key(depth)
-                if self.sc._volatile.pop(key, None) is None:
+                if self.held(depth):  # (as ``_store`` put it: held in memory, or in the batch)
+                    self.sc._volatile.pop(key, None)
+                else:
                     self.batch.delete(key, self.pages_cf)
                 self.sc._cache.pop(key, None)
                 self.written.pop(key, None)
