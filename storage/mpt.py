@@ -13,7 +13,7 @@ Roots are the same as py-trie's ``HexaryTrie`` for the same keys and values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import rlp
@@ -230,6 +230,42 @@ class Trie:
         return None
 
     # -- writes -----------------------------------------------------------------------------
+    @classmethod
+    def build(cls, items: Iterable[tuple[bytes, bytes]], loader: Loader = _no_loader) -> Trie:
+        """A trie of ``(key, value)`` items (distinct keys of one length, values non-empty),
+        built bottom up in one pass: each node once, as a block's many puts would not."""
+        ordered = sorted((to_nibbles(key), value) for key, value in items)
+        return cls(_build(ordered, 0) if ordered else None, loader)
+
+    def put_many(self, items: Iterable[tuple[bytes, bytes, Any]]) -> None:
+        """``put`` of each ``(key, value, sub)`` (distinct keys of one length), together: a
+        branch on the way to several keys is rebuilt once, not once per key."""
+        ordered = sorted(((to_nibbles(key), value, sub) for key, value, sub in items), key=_path)
+        if ordered:
+            self.root = self._put_many(self.root, ordered, 0)
+
+    def _put_many(self, node: Node | None, items: list[_Change], depth: int) -> Node | None:
+        if len(items) > 1:
+            node = self._load(node)
+            if isinstance(node, Branch):  # (keys of one length: none ends at a branch)
+                children = list(node.children)
+                start = 0
+                for end in range(1, len(items) + 1):
+                    if end == len(items) or items[end][0][depth] != items[start][0][depth]:
+                        index = items[start][0][depth]
+                        children[index] = self._put_many(
+                            children[index], items[start:end], depth + 1
+                        )
+                        start = end
+                return self._normalize(tuple(children), node.value)
+        for path, value, sub in items:  # one key, or a leaf or extension to split: in turn
+            rest = path[depth:]
+            if value:
+                node = self._put(node, rest, Leaf(rest, value, sub))
+            else:
+                node = self._delete(node, rest)
+        return node
+
     def put(self, key: bytes, value: bytes, sub: Any = None) -> None:
         """Set ``key`` to ``value`` (``sub`` travels with its leaf); empty value deletes."""
         path = to_nibbles(key)
@@ -330,6 +366,30 @@ class Trie:
         if isinstance(child, Extension):
             return Extension(prefix + child.path, child.child)
         return Extension(prefix, child)
+
+
+_Change = tuple[bytes, bytes, Any]  # (nibble path, value or b"" to delete, sub)
+
+
+def _path(change: _Change) -> bytes:
+    return change[0]
+
+
+def _build(items: list[tuple[bytes, bytes]], depth: int) -> Node:
+    """The subtree of sorted ``(nibble path, value)`` items sharing ``depth`` nibbles."""
+    first = items[0][0]
+    if len(items) == 1:
+        return Leaf(first[depth:], items[0][1])
+    common = _common_prefix(first[depth:], items[-1][0][depth:])  # (sorted: all share it)
+    if common:
+        return Extension(first[depth : depth + common], _build(items, depth + common))
+    children: list[Node | None] = [None] * 16
+    start = 0
+    for end in range(1, len(items) + 1):
+        if end == len(items) or items[end][0][depth] != items[start][0][depth]:
+            children[items[start][0][depth]] = _build(items[start:end], depth + 1)
+            start = end
+    return Branch(tuple(children))
 
 
 def ordered_root(items: Sequence[bytes]) -> bytes:

@@ -193,6 +193,18 @@ class Page:
     chain: tuple[bytes, ...] = ()
     delta_bytes: int = 0
     _by_path: dict[bytes, Entry] | None = field(default=None, repr=False)
+    _paths: list[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def paths(self) -> list[bytes]:
+        """The entries' paths, in order (cached: a writer compares them with a new list)."""
+        if self._paths is None:
+            self._paths = [entry.path for entry in self.entries]
+        return self._paths
+
+    @paths.setter
+    def paths(self, paths: list[bytes]) -> None:
+        self._paths = paths
 
     def entry(self, path: bytes) -> Entry | None:
         if self._by_path is None:
@@ -419,15 +431,16 @@ def apply_diff(diff: Raw, old: Raw) -> Raw:
     return [kind, path, diff[2], apply_diff(diff[3], old[3] if same_kind else None)]
 
 
-def encode_delta(depth: int, before: PageRef, old: Page, entries: list[Entry]) -> bytes:
-    """A delta page taking ``old`` (the page as of ``before``) to ``entries`` (each with its
-    ``node_raw``): the entries removed, and each changed one as a diff."""
-    paths = {entry.path for entry in entries}
-    patches: list[Raw] = [[pack_nibbles(e.path)] for e in old.entries if e.path not in paths]
-    for entry in entries:
-        was = old.entry(entry.path)
-        if was is entry:
-            continue
+def encode_delta(
+    depth: int,
+    before: PageRef,
+    removed: list[bytes],
+    changed: list[tuple[Entry, Entry | None]],
+) -> bytes:
+    """A delta page over the page as of ``before``: the paths of the entries ``removed``, and
+    each ``changed`` entry (with its ``node_raw``) as a diff from its old one (if any)."""
+    patches: list[Raw] = [[pack_nibbles(path)] for path in removed]
+    for entry, was in changed:
         if was is None or was.node_raw is None:
             patches.append(
                 [pack_nibbles(entry.path), entry.node_raw, [r.raw() for r in entry.refs]]
