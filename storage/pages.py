@@ -217,6 +217,9 @@ def cut_depth(path_len: int, levels: int) -> int:
     return (path_len // levels + 1) * levels
 
 
+_NIBBLES = tuple(bytes([i]) for i in range(16))
+
+
 class _EntryEncoder:
     """One pass over an entry's in-page nodes: their page encoding (children in the page
     inline, children beyond the cut by hash) and the children that start entries below.
@@ -252,10 +255,22 @@ class _EntryEncoder:
             self.below.extend(cached[3])
             return cached[2]
         leaves, first_below = self.leaves, len(self.below)
-        children = [
-            b"" if c is None else self.node(c, path + bytes([i]))
-            for i, c in enumerate(node.children)
-        ]
+        if len(path) + 1 < self.cut:
+            children = [
+                b"" if c is None else self.node(c, path + _NIBBLES[i])
+                for i, c in enumerate(node.children)
+            ]
+        else:  # every child at the cut (the top pages' 4,096 of them a block): inline
+            children = []
+            below = self.below
+            for i, c in enumerate(node.children):
+                if c is None:
+                    children.append(b"")
+                elif isinstance(c, Stub) or isinstance(ref := c.ref, bytes):
+                    below.append((path + _NIBBLES[i], c))
+                    children.append(c.ref)
+                else:  # an inline child stays in the page
+                    children.append(self.node(c, path + _NIBBLES[i]))
         raw = [b"B", node.value, children]
         if self.leaves == leaves:
             node.paged = (self.cut, path, raw, self.below[first_below:])

@@ -650,9 +650,10 @@ def _addresses(writes) -> set[bytes]:
 
 
 def test_top_pages_held_in_memory_between_checkpoints_and_written_at_one(tmp_path):
-    """With a checkpoint every 4 blocks, blocks 2 and 3 write no top page (their roots
-    read from memory while open); a clean close checkpoints the last block; afterwards an
-    in-memory block's root is an error naming it, checkpoints still read."""
+    """With a checkpoint every 4 blocks, blocks 2 and 3 write no top page (the last one's
+    read from memory while open, block 2's gone once block 3 replaced its pages: an error
+    naming it); a clean close checkpoints the last block; afterwards an in-memory block's
+    root is an error naming it, checkpoints still read."""
     committer = Committer(tmp_path / "data", levels=1, page_target=512, checkpoint_every=4)
     reference = TrieCommitter([])
     roots = {}
@@ -666,7 +667,10 @@ def test_top_pages_held_in_memory_between_checkpoints_and_written_at_one(tmp_pat
     blocks = random_state_blocks(3, 3)
     address = next(k[1] for k, v in blocks[1][0].items() if k[0] == "acct" and v is not None)
     assert sc.checkpoint == 1
-    HexaryTrie.get_from_proof(roots[2], keccak(address), sc.account_proof(2, address))
+    HexaryTrie.get_from_proof(roots[3], keccak(address), sc.account_proof(3, address))
+    HexaryTrie.get_from_proof(roots[1], keccak(address), sc.account_proof(1, address))
+    with pytest.raises(StorageError, match="block 2: its top pages were held in memory only"):
+        sc.at(2)
     committer.close()  # checkpoints block 3
     reopened = Committer(tmp_path / "data", levels=1, page_target=512, checkpoint_every=4)
     assert reopened.recovery == "consistent" and reopened.sc.checkpoint == 3
