@@ -266,9 +266,13 @@ class _EntryEncoder:
             for i, c in enumerate(node.children):
                 if c is None:
                     children.append(b"")
-                elif isinstance(c, Stub) or isinstance(ref := c.ref, bytes):
+                    continue
+                ref = c._ref  # (computed by the hashing before a write: read directly)
+                if ref is None:
+                    ref = c.ref
+                if isinstance(ref, bytes) or isinstance(c, Stub):
                     below.append((path + _NIBBLES[i], c))
-                    children.append(c.ref)
+                    children.append(ref)
                 else:  # an inline child stays in the page
                     children.append(self.node(c, path + _NIBBLES[i]))
         raw = [b"B", node.value, children]

@@ -200,6 +200,9 @@ class StateCommitment:
             root_hash, self._root_ref, _ = self._root_record(self.checkpoint)
         self.accounts = self._trie(self._root_ref, root_hash)
         self._pending: dict[bytes, Trie] = {}
+        # each pending storage trie's pages as its account anchored them before the block
+        # (None: not paged; then a small trie stays unpaged, and its leaf is not looked up)
+        self._pending_sub: dict[bytes, PageRef | None] = {}
         self._dropped: list[PageRef] = []  # storage pages of accounts deleted since the write
         self.pages_written = 0
         self.bytes_written = 0
@@ -345,7 +348,10 @@ class StateCommitment:
         """The storage trie of ``address`` in ``accounts`` (the latest, unless told): its root
         page's, or rebuilt from State Storage's slots if it is not paged, and then checked
         against the storage root the account records unless ``check`` is off."""
-        leaf = (accounts or self.accounts).leaf(keccak(address))
+        return self._storage_of(address, (accounts or self.accounts).leaf(keccak(address)), check)
+
+    def _storage_of(self, address: bytes, leaf: Leaf | None, check: bool) -> Trie:
+        """``storage_trie`` given the account's leaf."""
         if leaf is None:
             return Trie(None, self._load)
         storage_root = decode_account(leaf.value).storage_root
@@ -419,12 +425,20 @@ class StateCommitment:
         for key, value in writes.items():
             if key[0] == SLOT:
                 slots.setdefault(key[1], []).append((key[2], value or 0))
+        accounts = self.accounts
+        leaves = {  # (each account's leaf before the block's puts, walked to once)
+            address: (key, accounts.leaf(key))
+            for address in sorted({key[1] for key in writes if key[0] == ACCT} | set(slots))
+            for key in (keccak(address),)
+        }
         storage_roots = {}
         for address, changes in slots.items():
+            leaf = leaves[address][1]
+            self._pending_sub.setdefault(address, None if leaf is None else leaf.sub)
             if address in wiped:
                 trie = Trie(None, self._load)
             else:
-                trie = self._pending.get(address) or self.storage_trie(address, check=not replay)
+                trie = self._pending.get(address) or self._storage_of(address, leaf, not replay)
             # (the last write of a slot wins, as the block's order had it)
             last = {keccak(slot.to_bytes(32, "big")): value for slot, value in changes}
             trie.put_many(
@@ -433,12 +447,9 @@ class StateCommitment:
             )
             self._pending[address] = trie
             storage_roots[address] = trie.root_hash
-        accounts = self.accounts
         records: dict[bytes, bytes | None] = {}
         puts: list[tuple[bytes, bytes, Any]] = []  # (the leaves read first: then put at once)
-        for address in sorted({key[1] for key in writes if key[0] == ACCT} | set(storage_roots)):
-            key = keccak(address)
-            leaf = accounts.leaf(key)
+        for address, (key, leaf) in leaves.items():
             fields = writes.get((ACCT, address), _UNWRITTEN)
             current = None  # (read only if needed: a hashed leaf fetches its record for it)
             if leaf is not None and (
@@ -482,12 +493,12 @@ class StateCommitment:
         for ref in self._dropped:
             writer.drop(0, ref)
         for address, trie in sorted(self._pending.items()):
-            leaf = accounts.leaf(keccak(address))
-            if leaf is None:  # storage of a deleted account is dropped with it
-                continue
             # small storage is State Storage's alone (rebuilt from its slots when needed);
             # once paged it stays paged: parts of it may not be loaded
-            if leaf.sub is None and self.ss is not None and self._small(trie):
+            if self._pending_sub[address] is None and self.ss is not None and self._small(trie):
+                continue
+            leaf = accounts.leaf(keccak(address))
+            if leaf is None:  # storage of a deleted account is dropped with it
                 continue
             leaf.sub = writer.flush_root(trie.root, leaf.sub)
         # account records are State Storage's: with it, the account leaves keep hashes only
@@ -531,6 +542,7 @@ class StateCommitment:
         self.bytes_written += sum(writer.written.values())
         self.number = number
         self._pending = {}
+        self._pending_sub = {}
         self._dropped = []
         self._trim()
         return root
@@ -738,13 +750,18 @@ class _PageWriter:
         return refs[0]
 
     def flush_children(
-        self, depth: int, children: list[tuple[bytes, Node]], old_refs: list[PageRef]
+        self,
+        depth: int,
+        children: list[tuple[bytes, Node]],
+        old_refs: list[PageRef],
+        stubs: list[tuple[bytes, Stub]] | None = None,
     ) -> list[PageRef]:
-        """Pages at ``depth`` for the subtrees below one parent entry, reusing clean ones."""
+        """Pages at ``depth`` for the subtrees below one parent entry, reusing clean ones;
+        the unloaded children of the pages written are added to ``stubs``."""
         if not old_refs:
             if not children:
                 return []  # a leaf entry (most of them): nothing below
-            return self._merge(depth, self.write_pages(depth, children, None, None))
+            return self._merge(depth, self.write_pages(depth, children, None, None, stubs))
         # The children come in path order (a trie walked depth first; no child's path is a
         # prefix of another's), and each old page holds a key range: page i takes the
         # children from its start to the next page's (the first also those before it). A
@@ -769,7 +786,7 @@ class _PageWriter:
                 pages.append((ref, None, 0))
                 continue
             items = children[low:high]
-            pages.extend(self.write_pages(depth, items, ref, self.sc._page(depth, ref)))
+            pages.extend(self.write_pages(depth, items, ref, self.sc._page(depth, ref), stubs))
         return self._merge(depth, pages)
 
     def stale(self, depth: int, ref: PageRef | None) -> bool:
@@ -799,11 +816,18 @@ class _PageWriter:
                 self.drop(depth + 1, child)
 
     def write_pages(
-        self, depth: int, items: list[tuple[bytes, Node]], before: PageRef | None, old: Page | None
+        self,
+        depth: int,
+        items: list[tuple[bytes, Node]],
+        before: PageRef | None,
+        old: Page | None,
+        stubs: list[tuple[bytes, Stub]] | None = None,
     ) -> list[Written]:
         """Entries for ``items`` (their own child pages written first), split by size; as a
         delta page over ``old`` (the page as of ``before``) when the page keeps its entries
-        in one page and the deltas since its full base stay under ``delta_ratio`` times it."""
+        in one page and the deltas since its full base stay under ``delta_ratio`` times it.
+        Items not loaded are added to ``stubs`` (their page is written now: they must be
+        located afresh)."""
         seq = None if before is None else before.seq
         stale = self.stale(depth, before)  # (then every entry is written again: its child
         # pages may be held in memory too)
@@ -823,6 +847,8 @@ class _PageWriter:
         changed: list[tuple[Entry, Entry | None]] = []  # (an entry written now, its old one)
         for index, (path, node) in enumerate(items):
             if isinstance(node, Stub):
+                if stubs is not None:
+                    stubs.append((path, node))
                 node = self.sc._load(node)
             if same_paths:
                 old_entry = old.entries[index]
@@ -833,25 +859,26 @@ class _PageWriter:
                 continue
             entry = Entry(path, node)
             node_raw, below = entry_parts(entry, self.sc.levels, self.hashed)
-            entry.refs = self.flush_children(depth + 1, below, old_entry.refs if old_entry else [])
+            moved: list[tuple[bytes, Stub]] = []
+            old_refs = old_entry.refs if old_entry else []
+            entry.refs = self.flush_children(depth + 1, below, old_refs, moved)
             if not held:
                 encode_entry(entry, node_raw)
             entries.append(entry)
             changed.append((entry, old_entry))
-            for child_path, child in below:
-                if isinstance(child, Stub):
-                    # An unloaded subtree shared with the entry's previous version: its page may
-                    # have been rewritten, split or merged just now, so it is located afresh
-                    # (else it would name a version that pruning deletes).
-                    ref = entry.ref_for(child_path)
-                    child.locator, child.origin = (depth + 1, ref, child_path), ref.seq
+            for child_path, child in moved:
+                # An unloaded subtree shared with the entry's previous version whose page was
+                # rewritten, split or merged just now: located afresh (else it would name a
+                # version that pruning deletes). (Those in pages kept are where they were.)
+                ref = entry.ref_for(child_path)
+                child.locator, child.origin = (depth + 1, ref, child_path), ref.seq
         if held:  # one page until the checkpoint, which sizes and splits it
             # (a version held in memory is let go; one on disk is garbage from now)
             if old is not None and self.sc._volatile.pop(before.key(depth), None) is None:
                 self.garbage.extend(old.chain)
             page_seq = seq if seq is not None else self.sc.new_seq()
             return [(self._hold(Page(depth, entries), paths, page_seq), None, 0)]
-        encoded = [encode_entry(entry) for entry in entries]
+        encoded = [entry.encoded or encode_entry(entry) for entry in entries]
         size = sum(map(len, encoded))
         if (
             before is not None

@@ -680,3 +680,24 @@ def test_top_pages_held_in_memory_between_checkpoints_and_written_at_one(tmp_pat
         reopened.sc.at(2)
     reopened.sc.at(1)
     reopened.close()
+
+
+def test_unloaded_subtrees_follow_their_page_when_it_is_rewritten(tmp_path):
+    """After a reopen the tries are stubs. A block that changes one account rewrites its
+    page; the stubs of that page's other entries, still unloaded, must name the new
+    version: once pruning has deleted the old one, every account still reads (pages
+    rewritten in full, not as deltas over the old version, and a page cache too small to
+    hide a stub that names a deleted version)."""
+    options = {"levels": 1, "page_target": 600, "keep_versions": 2, "cache_pages": 2}
+    options["max_deltas"] = 0
+    addresses = [keccak(i.to_bytes(4, "big"))[:20] for i in range(300)]
+    sc = StateCommitment(tmp_path / "sc", **options)
+    sc.commit(1, {acct_key(a): AccountFields(1, i) for i, a in enumerate(addresses)}, ())
+    sc.close()
+    sc = StateCommitment(tmp_path / "sc", **options)
+    sc.commit(2, {acct_key(addresses[0]): AccountFields(2, 0)}, ())
+    for number in range(3, 7):  # (another account: its pages only, and the top ones)
+        sc.commit(number, {acct_key(addresses[1]): AccountFields(number, 1)}, ())
+    for i, address in enumerate(addresses[2:], start=2):
+        assert decode_account(sc.accounts.get(keccak(address))).balance == i
+    sc.close()
