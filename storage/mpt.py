@@ -135,14 +135,31 @@ class Extension(Node):
 
 
 class Branch(Node):
-    """``paged`` caches the branch's page encoding (``storage/pages.py``), if cacheable."""
+    """``paged`` caches the branch's page encoding (``storage/pages.py``), if cacheable.
 
-    __slots__ = ("children", "value", "paged")
+    A branch an update made from another (``successor``) knows it as ``base`` and the
+    children it changed (``changed``), so its page encoding is the base's with those
+    children redone; the pager lets go of ``base`` once it has used it.
+    """
+
+    __slots__ = ("children", "value", "paged", "base", "changed")
 
     def __init__(self, children: tuple[Node | None, ...], value: bytes = b"") -> None:
         super().__init__()
         self.children, self.value = children, value
         self.paged: Any = None
+        self.base: Branch | None = None
+        self.changed: tuple[int, ...] = ()
+
+    def successor(self, children: tuple[Node | None, ...], changed: Sequence[int]) -> Branch:
+        """The branch with ``children`` instead, which differ from this one's at ``changed``
+        (a base never paged that itself has a base is skipped: that one's encoding serves)."""
+        branch = Branch(children, self.value)
+        if self.paged is None and self.base is not None:
+            branch.base, branch.changed = self.base, (*self.changed, *changed)
+        else:
+            branch.base, branch.changed = self, tuple(changed)
+        return branch
 
     def raw(self) -> Raw:
         return [b"" if c is None else c.ref for c in self.children] + [self.value]
@@ -242,21 +259,28 @@ class Trie:
         branch on the way to several keys is rebuilt once, not once per key."""
         ordered = sorted(((to_nibbles(key), value, sub) for key, value, sub in items), key=_path)
         if ordered:
-            self.root = self._put_many(self.root, ordered, 0)
+            deletes = not all(value for _, value, _ in ordered)
+            self.root = self._put_many(self.root, ordered, 0, deletes)
 
-    def _put_many(self, node: Node | None, items: list[_Change], depth: int) -> Node | None:
+    def _put_many(
+        self, node: Node | None, items: list[_Change], depth: int, deletes: bool
+    ) -> Node | None:
         if len(items) > 1:
             node = self._load(node)
             if isinstance(node, Branch):  # (keys of one length: none ends at a branch)
                 children = list(node.children)
+                changed = []
                 start = 0
                 for end in range(1, len(items) + 1):
                     if end == len(items) or items[end][0][depth] != items[start][0][depth]:
                         index = items[start][0][depth]
                         children[index] = self._put_many(
-                            children[index], items[start:end], depth + 1
+                            children[index], items[start:end], depth + 1, deletes
                         )
+                        changed.append(index)
                         start = end
+                if not deletes:  # (it keeps every child it had: still a branch)
+                    return node.successor(tuple(children), changed)
                 return self._normalize(tuple(children), node.value)
         for path, value, sub in items:  # one key, or a leaf or extension to split: in turn
             rest = path[depth:]
@@ -294,7 +318,7 @@ class Trie:
             return Branch(node.children, new.value)
         children = list(node.children)
         children[path[0]] = self._put(children[path[0]], path[1:], new)
-        return Branch(tuple(children), node.value)
+        return node.successor(tuple(children), path[:1])
 
     def _fork(self, old_path: bytes, old: Node, new_path: bytes, new: Leaf) -> Node:
         """A branch where ``old`` (a leaf or extension) and a new leaf part ways."""

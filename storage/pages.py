@@ -218,6 +218,11 @@ def cut_depth(path_len: int, levels: int) -> int:
 
 
 _NIBBLES = tuple(bytes([i]) for i in range(16))
+_PAST = bytes([16])  # after every nibble: a prefix's paths sort before prefix + _PAST
+
+
+def _path_of(item: tuple[bytes, Node]) -> bytes:
+    return item[0]
 
 
 class _EntryEncoder:
@@ -254,6 +259,11 @@ class _EntryEncoder:
         if cached is not None and cached[0] == self.cut and cached[1] == path:
             self.below.extend(cached[3])
             return cached[2]
+        base, node.base = node.base, None  # (used once: else it keeps old versions alive)
+        if base is not None:
+            cached = base.paged
+            if cached is not None and cached[0] == self.cut and cached[1] == path:
+                return self._patched(node, path, cached)
         leaves, first_below = self.leaves, len(self.below)
         if len(path) + 1 < self.cut:
             children = [
@@ -278,6 +288,28 @@ class _EntryEncoder:
         raw = [b"B", node.value, children]
         if self.leaves == leaves:
             node.paged = (self.cut, path, raw, self.below[first_below:])
+        return raw
+
+    def _patched(self, node: Branch, path: bytes, cached: tuple) -> Raw:
+        """A branch's encoding from its base's (``cached``): the children it changed redone
+        (their part of the base's children below replaced), the rest as they were."""
+        _, _, base_raw, base_below = cached
+        children = list(base_raw[2])
+        below = list(base_below)
+        leaves = self.leaves
+        for i in node.changed:
+            child, child_path = node.children[i], path + _NIBBLES[i]
+            # (the base's children below with this prefix: paths are sorted and prefix-free)
+            low = bisect.bisect_left(below, child_path, key=_path_of)
+            high = bisect.bisect_left(below, child_path + _PAST, low, key=_path_of)
+            part = _EntryEncoder(self.cut, self.hashed)
+            children[i] = b"" if child is None else part.node(child, child_path)
+            below[low:high] = part.below
+            self.leaves += part.leaves
+        raw = [b"B", node.value, children]
+        if self.leaves == leaves:
+            node.paged = (self.cut, path, raw, below)
+        self.below.extend(below)
         return raw
 
 
