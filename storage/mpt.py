@@ -18,8 +18,8 @@ from typing import Any
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH
-from eth_hash.auto import keccak
 from rlp.codec import encode_raw  # bytes and lists only: no sedes inference (hot path)
+from sha3 import keccak_256  # (eth-hash's backend, called directly: a block hashes ~20,000 nodes)
 
 Raw = Any  # an RLP structure: bytes or a list of them
 
@@ -78,12 +78,12 @@ class Node:
         """How a parent refers to this node: inline under 32 bytes, else by hash."""
         if self._ref is None:
             encoded = self.encoded
-            self._ref = self.raw() if len(encoded) < 32 else keccak(encoded)
+            self._ref = self.raw() if len(encoded) < 32 else keccak_256(encoded).digest()
         return self._ref
 
     @property
     def hash(self) -> bytes:
-        return keccak(self.encoded)
+        return keccak_256(self.encoded).digest()
 
 
 class Leaf(Node):
@@ -206,7 +206,7 @@ class Trie:
         if root is None:
             return BLANK_ROOT_HASH
         ref = root.ref  # (a hash once computed or read: a hashed leaf has no value to encode)
-        return ref if isinstance(ref, bytes) else keccak(root.encoded)
+        return ref if isinstance(ref, bytes) else keccak_256(root.encoded).digest()
 
     def get(self, key: bytes) -> bytes | None:
         node = self._walk(to_nibbles(key), None)

@@ -194,6 +194,30 @@ class Page:
     delta_bytes: int = 0
     _by_path: dict[bytes, Entry] | None = field(default=None, repr=False)
     _paths: list[bytes] | None = field(default=None, repr=False)
+    _nodes: list[Node] | None = field(default=None, repr=False)
+    _size: int | None = field(default=None, repr=False)
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The entries' nodes, in order (cached: a writer compares them with the trie's)."""
+        if self._nodes is None:
+            self._nodes = [entry.node for entry in self.entries]
+        return self._nodes
+
+    @nodes.setter
+    def nodes(self, nodes: list[Node]) -> None:
+        self._nodes = nodes
+
+    @property
+    def size(self) -> int:
+        """The bytes of its entries, encoded (cached)."""
+        if self._size is None:
+            self._size = sum(len(encode_entry(entry)) for entry in self.entries)
+        return self._size
+
+    @size.setter
+    def size(self, size: int) -> None:
+        self._size = size
 
     @property
     def paths(self) -> list[bytes]:

@@ -41,6 +41,8 @@ from __future__ import annotations
 import bisect
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import compress
+from operator import is_not
 from pathlib import Path
 from typing import Any
 
@@ -843,9 +845,17 @@ class _PageWriter:
                 for child in entry.refs:
                     self.drop(depth + 1, child)
         held = self.held(depth)
-        entries = []
+        entries: list[Entry] = []
+        if same_paths and not stale:  # only the items whose node is not the entry's (C speed)
+            entries = list(old.entries)
+            nodes = [node for _, node in items]
+            todo: Iterable[int] = compress(range(len(items)), map(is_not, old.nodes, nodes))
+        else:
+            entries = [None] * len(items)  # type: ignore[list-item]  # (each set below)
+            todo = range(len(items))
         changed: list[tuple[Entry, Entry | None]] = []  # (an entry written now, its old one)
-        for index, (path, node) in enumerate(items):
+        for index in todo:
+            path, node = items[index]
             if isinstance(node, Stub):
                 if stubs is not None:
                     stubs.append((path, node))
@@ -855,7 +865,7 @@ class _PageWriter:
             else:
                 old_entry = old.entry(path) if old is not None else None
             if old_entry is not None and old_entry.node is node and not stale:
-                entries.append(old_entry)  # unchanged, with its encoding
+                entries[index] = old_entry  # unchanged, with its encoding
                 continue
             entry = Entry(path, node)
             node_raw, below = entry_parts(entry, self.sc.levels, self.hashed)
@@ -864,7 +874,7 @@ class _PageWriter:
             entry.refs = self.flush_children(depth + 1, below, old_refs, moved)
             if not held:
                 encode_entry(entry, node_raw)
-            entries.append(entry)
+            entries[index] = entry
             changed.append((entry, old_entry))
             for child_path, child in moved:
                 # An unloaded subtree shared with the entry's previous version whose page was
@@ -878,8 +888,12 @@ class _PageWriter:
                 self.garbage.extend(old.chain)
             page_seq = seq if seq is not None else self.sc.new_seq()
             return [(self._hold(Page(depth, entries), paths, page_seq), None, 0)]
-        encoded = [entry.encoded or encode_entry(entry) for entry in entries]
-        size = sum(map(len, encoded))
+        if old is not None and not stale:  # the old page's bytes, less what changed
+            size = old.size - sum(len(encode_entry(entry)) for entry in removed)
+            for entry, was in changed:
+                size += len(entry.encoded) - (0 if was is None else len(encode_entry(was)))
+        else:
+            size = sum(len(encode_entry(entry)) for entry in entries)
         if (
             before is not None
             and old is not None
@@ -893,8 +907,14 @@ class _PageWriter:
             data = encode_delta(depth, before, [entry.path for entry in removed], changed)
             if old.delta_bytes + len(data) < self.sc.delta_ratio * size:
                 page = Page(depth, entries, (b"", *old.chain), old.delta_bytes + len(data))
-                page.paths = paths
-                return [(self._store(page, data, before.seq, packed=True), None, 0)]
+                page.paths, page.size = paths, size
+                if same_paths:  # (the nodes as the old page's, but for those changed)
+                    page.nodes = list(old.nodes)
+                    for entry, _ in changed:
+                        page.nodes[bisect.bisect_left(paths, entry.path)] = entry.node
+                fresh = [entry for entry, _ in changed]
+                return [(self._store(page, data, before.seq, packed=True, fresh=fresh), None, 0)]
+        encoded = [encode_entry(entry) for entry in entries]
         chunks: list[list[tuple[Entry, bytes]]] = [[]]
         sizes = [0]
         for entry, data in zip(entries, encoded, strict=True):
@@ -945,9 +965,17 @@ class _PageWriter:
         data = encode_page(depth, [data for _, data in encoded])
         return self._store(Page(depth, entries, (b"",)), data, seq)
 
-    def _store(self, page: Page, data: bytes, seq: int, packed: bool = False) -> PageRef:
+    def _store(
+        self,
+        page: Page,
+        data: bytes,
+        seq: int,
+        packed: bool = False,
+        fresh: list[Entry] | None = None,
+    ) -> PageRef:
         """Store ``data`` (``page`` full, or a delta: ``packed``) as this block's version of
-        ``seq``; ``page.chain`` starts with a placeholder for its own key."""
+        ``seq``; ``page.chain`` starts with a placeholder for its own key. ``fresh``: the
+        entries new in it, if not all (the others are stored in it already)."""
         entries = page.entries
         pack = self._pack(page.depth, seq, data) if packed else 0
         ref = PageRef(
@@ -958,7 +986,7 @@ class _PageWriter:
         if not packed:
             self.batch.put(stored, data, self.pages_cf)
             self.written[stored] = len(data)
-        return self._cached(page, ref)
+        return self._cached(page, ref, page.entries if fresh is None else fresh)
 
     def _hold(self, page: Page, paths: list[bytes], seq: int) -> PageRef:
         """Hold ``page`` in memory as this block's version of ``seq``, unencoded: its
@@ -968,11 +996,12 @@ class _PageWriter:
         key = ref.key(page.depth)
         page.chain, page.paths = (key,), paths
         self.sc._volatile[key] = page
-        return self._cached(page, ref)
+        return self._cached(page, ref, page.entries)
 
-    def _cached(self, page: Page, ref: PageRef) -> PageRef:
+    def _cached(self, page: Page, ref: PageRef, fresh: list[Entry]) -> PageRef:
+        """The page cached; its ``fresh`` entries' nodes marked as stored in it."""
         self.sc._cache[ref.key(page.depth)] = page
-        for entry in page.entries:
+        for entry in fresh:
             entry.node.origin = ref.seq
         return ref
 
