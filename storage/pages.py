@@ -39,6 +39,7 @@ import bisect
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import rlp
 from rlp.codec import encode_raw
@@ -182,6 +183,29 @@ class Entry:
         return None
 
 
+class _Derived:
+    """A page's value derived from its entries: computed on first read and kept in the
+    page's ``_<name>`` field, or set there by whoever knows it already."""
+
+    def __init__(self, compute: Callable[[Page], Any]) -> None:
+        self.compute = compute
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.field = "_" + name
+
+    def __get__(self, page: Page | None, owner: type | None = None) -> Any:
+        if page is None:
+            return self
+        value = getattr(page, self.field)
+        if value is None:
+            value = self.compute(page)
+            setattr(page, self.field, value)
+        return value
+
+    def __set__(self, page: Page, value: Any) -> None:
+        setattr(page, self.field, value)
+
+
 @dataclass
 class Page:
     """A page's entries as of one version; ``chain`` holds the keys of the stored versions
@@ -197,38 +221,11 @@ class Page:
     _nodes: list[Node] | None = field(default=None, repr=False)
     _size: int | None = field(default=None, repr=False)
 
-    @property
-    def nodes(self) -> list[Node]:
-        """The entries' nodes, in order (cached: a writer compares them with the trie's)."""
-        if self._nodes is None:
-            self._nodes = [entry.node for entry in self.entries]
-        return self._nodes
-
-    @nodes.setter
-    def nodes(self, nodes: list[Node]) -> None:
-        self._nodes = nodes
-
-    @property
-    def size(self) -> int:
-        """The bytes of its entries, encoded (cached)."""
-        if self._size is None:
-            self._size = sum(len(encode_entry(entry)) for entry in self.entries)
-        return self._size
-
-    @size.setter
-    def size(self, size: int) -> None:
-        self._size = size
-
-    @property
-    def paths(self) -> list[bytes]:
-        """The entries' paths, in order (cached: a writer compares them with a new list)."""
-        if self._paths is None:
-            self._paths = [entry.path for entry in self.entries]
-        return self._paths
-
-    @paths.setter
-    def paths(self, paths: list[bytes]) -> None:
-        self._paths = paths
+    # derived from the entries, cached (a writer that knows them sets them instead): the
+    # nodes and paths a writer compares with the trie's, the entries' bytes
+    nodes = _Derived(lambda page: [entry.node for entry in page.entries])
+    paths = _Derived(lambda page: [entry.path for entry in page.entries])
+    size = _Derived(lambda page: sum(len(encode_entry(entry)) for entry in page.entries))
 
     def entry(self, path: bytes) -> Entry | None:
         if self._by_path is None:
