@@ -519,8 +519,9 @@ class StateCommitment:
         )
         record = [root, ref_raw, IN_MEMORY] if held else [root, ref_raw]
         batch.put(_block_key(ROOT_PREFIX, number), seal(rlp.encode(record)), meta)
-        # (versions held in memory were never on disk: nothing to prune)
-        garbage = [key for key in writer.garbage if key not in self._volatile]  # (checkpoint)
+        # (versions held in memory were never on disk: nothing to prune; a checkpoint
+        # supersedes those still held)
+        garbage = [key for key in writer.garbage if key not in self._volatile]
         if number == self.number:  # a checkpoint of the block last written: adds to its garbage
             garbage_key = _block_key(GARBAGE_PREFIX, number)
             earlier = self._meta.get(garbage_key)
