@@ -242,13 +242,10 @@ _NIBBLES = tuple(bytes([i]) for i in range(16))
 _PAST = bytes([16])  # after every nibble: a prefix's paths sort before prefix + _PAST
 
 
-def _path_of(item: tuple[bytes, Node]) -> bytes:
-    return item[0]
-
-
 class _EntryEncoder:
     """One pass over an entry's in-page nodes: their page encoding (children in the page
-    inline, children beyond the cut by hash) and the children that start entries below.
+    inline, children beyond the cut by hash) and the children that start entries below
+    (their paths and nodes, in path order: two lists, which a writer slices at C speed).
 
     A branch whose in-page subtree holds no leaf keeps its encoding on the node (nodes are
     immutable, and such a subtree has no leaf whose anchored storage could change), so a
@@ -257,15 +254,16 @@ class _EntryEncoder:
 
     def __init__(self, cut: int, hashed: bool = False) -> None:
         self.cut, self.hashed = cut, hashed
-        self.below: list[tuple[bytes, Node]] = []
+        self.paths: list[bytes] = []  # of the children below
+        self.nodes: list[Node] = []
         self.leaves = 0
 
     def node(self, node: Node, path: bytes, top: bool = False) -> Raw:
         if not top and (
             isinstance(node, Stub) or (len(path) >= self.cut and isinstance(node.ref, bytes))
         ):  # past the cut and by hash, or not loaded: the child starts an entry of its own
-            # (written inline: the hottest line of a commit)
-            self.below.append((path, node))
+            self.paths.append(path)
+            self.nodes.append(node)
             return node.ref  # a 32-byte hash: in-page children are lists
         if isinstance(node, Leaf):
             self.leaves += 1
@@ -278,14 +276,15 @@ class _EntryEncoder:
         assert isinstance(node, Branch), f"cannot page a {type(node).__name__}"
         cached = node.paged
         if cached is not None and cached[0] == self.cut and cached[1] == path:
-            self.below.extend(cached[3])
+            self.paths.extend(cached[3])
+            self.nodes.extend(cached[4])
             return cached[2]
         base, node.base = node.base, None  # (used once: else it keeps old versions alive)
         if base is not None:
             cached = base.paged
             if cached is not None and cached[0] == self.cut and cached[1] == path:
                 return self._patched(node, path, cached)
-        leaves, first_below = self.leaves, len(self.below)
+        leaves, first = self.leaves, len(self.paths)
         if len(path) + 1 < self.cut:
             children = [
                 b"" if c is None else self.node(c, path + _NIBBLES[i])
@@ -293,7 +292,7 @@ class _EntryEncoder:
             ]
         else:  # every child at the cut (the top pages' 4,096 of them a block): inline
             children = []
-            below = self.below
+            paths, nodes = self.paths, self.nodes
             for i, c in enumerate(node.children):
                 if c is None:
                     children.append(b"")
@@ -302,45 +301,47 @@ class _EntryEncoder:
                 if ref is None:
                     ref = c.ref
                 if isinstance(ref, bytes) or isinstance(c, Stub):
-                    below.append((path + _NIBBLES[i], c))
+                    paths.append(path + _NIBBLES[i])
+                    nodes.append(c)
                     children.append(ref)
                 else:  # an inline child stays in the page
                     children.append(self.node(c, path + _NIBBLES[i]))
         raw = [b"B", node.value, children]
         if self.leaves == leaves:
-            node.paged = (self.cut, path, raw, self.below[first_below:])
+            node.paged = (self.cut, path, raw, self.paths[first:], self.nodes[first:])
         return raw
 
     def _patched(self, node: Branch, path: bytes, cached: tuple) -> Raw:
         """A branch's encoding from its base's (``cached``): the children it changed redone
         (their part of the base's children below replaced), the rest as they were."""
-        _, _, base_raw, base_below = cached
+        _, _, base_raw, base_paths, base_nodes = cached
         children = list(base_raw[2])
-        below = list(base_below)
+        paths, nodes = list(base_paths), list(base_nodes)
         leaves = self.leaves
         for i in node.changed:
             child, child_path = node.children[i], path + _NIBBLES[i]
             # (the base's children below with this prefix: paths are sorted and prefix-free)
-            low = bisect.bisect_left(below, child_path, key=_path_of)
-            high = bisect.bisect_left(below, child_path + _PAST, low, key=_path_of)
+            low = bisect.bisect_left(paths, child_path)
+            high = bisect.bisect_left(paths, child_path + _PAST, low)
             part = _EntryEncoder(self.cut, self.hashed)
             children[i] = b"" if child is None else part.node(child, child_path)
-            below[low:high] = part.below
+            paths[low:high], nodes[low:high] = part.paths, part.nodes
             self.leaves += part.leaves
         raw = [b"B", node.value, children]
         if self.leaves == leaves:
-            node.paged = (self.cut, path, raw, below)
-        self.below.extend(below)
+            node.paged = (self.cut, path, raw, paths, nodes)
+        self.paths.extend(paths)
+        self.nodes.extend(nodes)
         return raw
 
 
 def entry_parts(
     entry: Entry, levels: int, hashed: bool = False
-) -> tuple[Raw, list[tuple[bytes, Node]]]:
-    """The entry's node encoding, and (path, node) of each child starting an entry below;
-    ``hashed``: leaves by hash, their values kept elsewhere (``H`` nodes)."""
+) -> tuple[Raw, list[bytes], list[Node]]:
+    """The entry's node encoding, and the paths and nodes of the children starting entries
+    below, in path order; ``hashed``: leaves by hash, their values kept elsewhere (``H``)."""
     encoder = _EntryEncoder(cut_depth(len(entry.path), levels), hashed)
-    return encoder.node(entry.node, entry.path, top=True), encoder.below
+    return encoder.node(entry.node, entry.path, top=True), encoder.paths, encoder.nodes
 
 
 def encode_entry(entry: Entry, node_raw: Raw = None) -> bytes:

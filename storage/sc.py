@@ -749,32 +749,33 @@ class _PageWriter:
             if old is not None:
                 self.drop(0, old)
             return None
-        refs = self.flush_children(0, [(b"", root)], [old] if old else [])
+        refs = self.flush_children(0, [b""], [root], [old] if old else [])
         return refs[0]
 
     def flush_children(
         self,
         depth: int,
-        children: list[tuple[bytes, Node]],
+        paths: list[bytes],
+        nodes: list[Node],
         old_refs: list[PageRef],
         stubs: list[tuple[bytes, Stub]] | None = None,
     ) -> list[PageRef]:
-        """Pages at ``depth`` for the subtrees below one parent entry, reusing clean ones;
-        the unloaded children of the pages written are added to ``stubs``."""
+        """Pages at ``depth`` for the subtrees below one parent entry (their root nodes at
+        ``paths``), reusing clean ones; the unloaded children of the pages written are added
+        to ``stubs``."""
         if not old_refs:
-            if not children:
+            if not paths:
                 return []  # a leaf entry (most of them): nothing below
-            return self._merge(depth, self.write_pages(depth, children, None, None, stubs))
+            return self._merge(depth, self.write_pages(depth, paths, nodes, None, None, stubs))
         # The children come in path order (a trie walked depth first; no child's path is a
         # prefix of another's), and each old page holds a key range: page i takes the
         # children from its start to the next page's (the first also those before it). A
         # page is clean if it gets exactly its own children back, every one stored in it
         # and unchanged (``origin``: the page a node is stored in; None for a new node).
         # (Slices and ``list.count`` keep the ~200 children of a parent at C speed.)
-        paths = [path for path, _ in children]
-        origins = [node.origin for _, node in children]
+        origins = [node.origin for node in nodes]
         bounds = [0, *(bisect.bisect_left(paths, ref.start) for ref in old_refs[1:])]
-        bounds.append(len(children))
+        bounds.append(len(paths))
         pages: list[Written] = []
         for index, ref in enumerate(old_refs):
             low, high = bounds[index], bounds[index + 1]
@@ -788,8 +789,10 @@ class _PageWriter:
             ):
                 pages.append((ref, None, 0))
                 continue
-            items = children[low:high]
-            pages.extend(self.write_pages(depth, items, ref, self.sc._page(depth, ref), stubs))
+            page = self.sc._page(depth, ref)
+            pages.extend(
+                self.write_pages(depth, paths[low:high], nodes[low:high], ref, page, stubs)
+            )
         return self._merge(depth, pages)
 
     def stale(self, depth: int, ref: PageRef | None) -> bool:
@@ -821,22 +824,23 @@ class _PageWriter:
     def write_pages(
         self,
         depth: int,
-        items: list[tuple[bytes, Node]],
+        paths: list[bytes],
+        nodes: list[Node],
         before: PageRef | None,
         old: Page | None,
         stubs: list[tuple[bytes, Stub]] | None = None,
     ) -> list[Written]:
-        """Entries for ``items`` (their own child pages written first), split by size; as a
+        """Entries for the subtrees at ``paths`` (their own child pages written first), in
+        path order, split by size; as a
         delta page over ``old`` (the page as of ``before``) when the page keeps its entries
         in one page and the deltas since its full base stay under ``delta_ratio`` times it.
-        Items not loaded are added to ``stubs`` (their page is written now: they must be
+        Nodes not loaded are added to ``stubs`` (their page is written now: they must be
         located afresh)."""
         seq = None if before is None else before.seq
         stale = self.stale(depth, before)  # (then every entry is written again: its child
         # pages may be held in memory too)
         if before is not None:  # superseded: the cache keeps the versions the writer reads
             self.sc._cache.pop(before.key(depth), None)
-        paths = [path for path, _ in items]  # (in path order: ``flush_children``)
         removed: list[Entry] = []
         same_paths = old is not None and paths == old.paths  # (the usual case)
         if old is not None and not same_paths:  # entries gone take their child pages along
@@ -847,16 +851,15 @@ class _PageWriter:
                     self.drop(depth + 1, child)
         held = self.held(depth)
         entries: list[Entry] = []
-        if same_paths and not stale:  # only the items whose node is not the entry's (C speed)
+        if same_paths and not stale:  # only the nodes that are not the entry's (C speed)
             entries = list(old.entries)
-            nodes = [node for _, node in items]
-            todo: Iterable[int] = compress(range(len(items)), map(is_not, old.nodes, nodes))
+            todo: Iterable[int] = compress(range(len(paths)), map(is_not, old.nodes, nodes))
         else:
-            entries = [None] * len(items)  # type: ignore[list-item]  # (each set below)
-            todo = range(len(items))
+            entries = [None] * len(paths)  # type: ignore[list-item]  # (each set below)
+            todo = range(len(paths))
         changed: list[tuple[Entry, Entry | None]] = []  # (an entry written now, its old one)
         for index in todo:
-            path, node = items[index]
+            path, node = paths[index], nodes[index]
             if isinstance(node, Stub):
                 if stubs is not None:
                     stubs.append((path, node))
@@ -869,10 +872,10 @@ class _PageWriter:
                 entries[index] = old_entry  # unchanged, with its encoding
                 continue
             entry = Entry(path, node)
-            node_raw, below = entry_parts(entry, self.sc.levels, self.hashed)
+            node_raw, below_paths, below_nodes = entry_parts(entry, self.sc.levels, self.hashed)
             moved: list[tuple[bytes, Stub]] = []
             old_refs = old_entry.refs if old_entry else []
-            entry.refs = self.flush_children(depth + 1, below, old_refs, moved)
+            entry.refs = self.flush_children(depth + 1, below_paths, below_nodes, old_refs, moved)
             if not held:
                 encode_entry(entry, node_raw)
             entries[index] = entry
