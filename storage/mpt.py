@@ -13,7 +13,7 @@ Roots are the same as py-trie's ``HexaryTrie`` for the same keys and values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import rlp
@@ -270,15 +270,9 @@ class Trie:
             if isinstance(node, Branch):  # (keys of one length: none ends at a branch)
                 children = list(node.children)
                 changed = []
-                start = 0
-                for end in range(1, len(items) + 1):
-                    if end == len(items) or items[end][0][depth] != items[start][0][depth]:
-                        index = items[start][0][depth]
-                        children[index] = self._put_many(
-                            children[index], items[start:end], depth + 1, deletes
-                        )
-                        changed.append(index)
-                        start = end
+                for index, group in _by_nibble(items, depth):
+                    children[index] = self._put_many(children[index], group, depth + 1, deletes)
+                    changed.append(index)
                 if not deletes:  # (it keeps every child it had: still a branch)
                     return node.successor(tuple(children), changed)
                 return self._normalize(tuple(children), node.value)
@@ -408,12 +402,18 @@ def _build(items: list[tuple[bytes, bytes]], depth: int) -> Node:
     if common:
         return Extension(first[depth : depth + common], _build(items, depth + common))
     children: list[Node | None] = [None] * 16
+    for index, group in _by_nibble(items, depth):
+        children[index] = _build(group, depth + 1)
+    return Branch(tuple(children))
+
+
+def _by_nibble(items: list, depth: int) -> Iterator[tuple[int, list]]:
+    """Sorted items (nibble path first) in runs by their nibble at ``depth``."""
     start = 0
     for end in range(1, len(items) + 1):
         if end == len(items) or items[end][0][depth] != items[start][0][depth]:
-            children[items[start][0][depth]] = _build(items[start:end], depth + 1)
+            yield items[start][0][depth], items[start:end]
             start = end
-    return Branch(tuple(children))
 
 
 def ordered_root(items: Sequence[bytes]) -> bytes:

@@ -850,9 +850,8 @@ class _PageWriter:
                 for child in entry.refs:
                     self.drop(depth + 1, child)
         held = self.held(depth)
-        entries: list[Entry] = []
         if same_paths and not stale:  # only the nodes that are not the entry's (C speed)
-            entries = list(old.entries)
+            entries: list[Entry] = list(old.entries)
             todo: Iterable[int] = compress(range(len(paths)), map(is_not, old.nodes, nodes))
         else:
             entries = [None] * len(paths)  # type: ignore[list-item]  # (each set below)
