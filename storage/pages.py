@@ -152,16 +152,25 @@ def encode_pack(items: list[tuple[int, int, bytes]]) -> bytes:
     )
 
 
-def unpack(sealed: bytes, key: bytes, depth: int, seq: int) -> bytes:
-    """The bytes of page ``seq`` at ``depth`` in the pack stored under ``key``."""
+def decode_pack(sealed: bytes, key: bytes) -> dict[tuple[int, int], bytes]:
+    """The stored versions in the pack under ``key``, by (depth, sequence); each is checked
+    by its own digest when read."""
     where = describe_key(key)
     try:
-        for item_depth, item_seq, data in rlp.decode(unseal(sealed, where)):
-            if (_int(item_depth), _int(item_seq)) == (depth, seq):
-                return data
+        return {
+            (_int(depth), _int(seq)): data for depth, seq, data in rlp.decode(unseal(sealed, where))
+        }
     except (DecodingError, ValueError, TypeError) as err:
         raise PageError(f"{where}: cannot decode: {err}") from err
-    raise PageError(f"{where}: holds no page of sequence {seq} at depth {depth}")
+
+
+def unpack(items: dict[tuple[int, int], bytes], key: bytes, depth: int, seq: int) -> bytes:
+    """The bytes of page ``seq`` at ``depth`` in the pack ``items`` (``decode_pack``) stored
+    under ``key``."""
+    data = items.get((depth, seq))
+    if data is None:
+        raise PageError(f"{describe_key(key)}: holds no page of sequence {seq} at depth {depth}")
+    return data
 
 
 @dataclass

@@ -69,6 +69,7 @@ from storage.pages import (
     Page,
     PageError,
     PageRef,
+    decode_pack,
     decode_page,
     describe_key,
     digest,
@@ -108,6 +109,7 @@ DEFAULT_TARGET = 4096
 DEFAULT_KEEP_VERSIONS = 128
 DEFAULT_CACHE_PAGES = 32_768  # (~11,000 pages hold 100,000 accounts: a block's rewrite reads
 # the pages it replaces, so the live ones should fit; beyond, memory is traded for reads)
+DEFAULT_CACHE_PACKS = 1024  # decoded packs (~4 KB each) for cold reads of delta chains
 DEFAULT_MAX_LOADED = 500_000
 DEFAULT_MAX_DELTAS = 16  # delta pages over a full one before it is stored full again
 DEFAULT_DELTA_RATIO = 2.0  # ... or before their bytes reach this share of the full page's
@@ -133,6 +135,7 @@ class StateCommitment:
         read_only: bool = False,
         options: Options | None = None,
         cache_pages: int = DEFAULT_CACHE_PAGES,
+        cache_packs: int = DEFAULT_CACHE_PACKS,
         max_loaded: int = DEFAULT_MAX_LOADED,
         write_buffer_bytes: int | None = None,
         max_deltas: int = DEFAULT_MAX_DELTAS,
@@ -164,7 +167,7 @@ class StateCommitment:
         # and a 0.3 s stall freeing them)
         self._volatile: dict[bytes, Page] = {}
         self._replaying = False  # in ``update(replay=True)``: State Storage is a block ahead
-        self.cache_pages, self.max_loaded = cache_pages, max_loaded
+        self.cache_pages, self.cache_packs, self.max_loaded = cache_pages, cache_packs, max_loaded
         self.max_deltas, self.delta_ratio = max_deltas, delta_ratio
         self.loaded = 0  # entries loaded into the tries since they were last dropped
         self.levels, self.page_target, self.keep_versions = levels, page_target, keep_versions
@@ -188,6 +191,7 @@ class StateCommitment:
             self.close()
             raise
         self._cache: OrderedDict[bytes, Page] = OrderedDict()  # LRU, trimmed between writes
+        self._packs: OrderedDict[bytes, dict[tuple[int, int], bytes]] = OrderedDict()  # LRU
         self._next_seq = int.from_bytes(self._meta.get(META_NEXT_SEQ, b"\0"), "big")
         mark = self.last_committed()
         self.number = mark.number if mark else 0
@@ -287,7 +291,7 @@ class StateCommitment:
         if held is not None:  # (in memory since it was written: no bytes to check)
             return held
         stored = pack_key(version, pack - 1) if pack else key
-        data = self._pages.get(stored)
+        data = self._packed(stored) if pack else self._pages.get(stored)
         if data is None:
             raise StorageError(
                 f"{self.path}: pages/{describe_key(stored)}: {'pack' if pack else 'page'} is "
@@ -314,6 +318,28 @@ class StateCommitment:
             self._cache[key] = page
         return page
 
+    def _packed(self, key: bytes) -> dict[tuple[int, int], bytes] | None:
+        """The pack under ``key``, decoded; the last ``cache_packs`` read are kept decoded. A
+        chain of deltas read cold takes each version from another block's pack, and the pages
+        read next (in path order) take theirs from the same packs: without the cache, each
+        pack would be read and decoded again for every page it holds (most of a cold block's
+        time). Packs are never rewritten, only deleted (``_free_packs`` drops them here)."""
+        items = self._packs.get(key)
+        if items is not None:
+            self._packs.move_to_end(key)
+            return items
+        data = self._pages.get(key)
+        if data is None:
+            return None
+        try:
+            items = decode_pack(data, key)
+        except PageError as err:
+            raise StorageError(f"{self.path}: pages/{err}") from err
+        self._packs[key] = items
+        if len(self._packs) > self.cache_packs:
+            self._packs.popitem(last=False)
+        return items
+
     def _trim(self) -> None:
         """Between writes: the page cache back to its bound, and the tries dropped (to be
         loaded again as needed) once they hold more than ``max_loaded`` loaded entries."""
@@ -328,6 +354,7 @@ class StateCommitment:
         self.accounts = self._trie(self._root_ref, self.accounts.root_hash)
         self.loaded = 0
         self._cache.clear()
+        self._packs.clear()
 
     def _load(self, stub: Stub) -> Node:
         depth, ref, path = stub.locator
@@ -428,10 +455,14 @@ class StateCommitment:
             if key[0] == SLOT:
                 slots.setdefault(key[1], []).append((key[2], value or 0))
         accounts = self.accounts
-        leaves = {  # (each account's leaf before the block's puts, walked to once)
+        # each account's leaf before the block's puts, walked to once, in path order: pages
+        # not cached are then read in the order a block's packs hold them (``_packed``)
+        leaves = {
             address: (key, accounts.leaf(key))
-            for address in sorted({key[1] for key in writes if key[0] == ACCT} | set(slots))
-            for key in (keccak(address),)
+            for key, address in sorted(
+                (keccak(address), address)
+                for address in {key[1] for key in writes if key[0] == ACCT} | set(slots)
+            )
         }
         storage_roots = {}
         for address, changes in slots.items():
@@ -685,6 +716,7 @@ class StateCommitment:
             live[number] -= count
             if live[number] == 0:
                 batch.delete(pack_key(block, number), self._handles["pages"])
+                self._packs.pop(pack_key(block, number), None)
         if any(live):
             batch.put(key, seal(rlp.encode(live)), self._handles["meta"])
         else:

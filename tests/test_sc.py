@@ -2,6 +2,7 @@
 every block, with proofs at earlier blocks, pages forced to split and merge, reopening."""
 
 import re
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from support import random_state_blocks
 from trie import HexaryTrie
 
+import storage.sc
 from storage.committer import Committer
 from storage.keys import AccountFields, acct_key, decode_account, encode_account, slot_key
 from storage.mpt import Branch, Extension, Leaf
@@ -21,6 +23,7 @@ from storage.pages import (
     PACK_DEPTH,
     Page,
     PageRef,
+    decode_pack,
     decode_page,
     describe_key,
     encode_entry,
@@ -389,7 +392,7 @@ def reachable_pages(sc: StateCommitment, number: int) -> set[bytes]:
         key = pack_key(version, pack - 1) if pack else page_key(version, depth, seq)
         data = sc._pages[key]  # KeyError: a reachable page (or a version a delta needs) is gone
         if pack:
-            data = unpack(data, key, depth, seq)
+            data = unpack(decode_pack(data, key), key, depth, seq)
         return decode_page(data, key, seq, lambda v, _, p: stored(depth, seq, v, p))
 
     def visit(depth: int, ref: PageRef) -> None:
@@ -517,6 +520,47 @@ def test_delta_pages_are_written_and_read_back_cold(tmp_path):
     finally:
         cold.close()
         full.close()
+
+
+def test_a_cold_read_decodes_each_pack_once_and_pruning_drops_it(tmp_path, monkeypatch):
+    """Delta chains read cold take their versions from many packs, each serving several
+    pages: each pack is read and decoded once (``cache_packs``), not once per page. A pack
+    pruning deletes leaves the cache too."""
+    blocks = list(random_state_blocks(7, 24))
+    addresses = {address for writes, _ in blocks for address in _addresses(writes)}
+    options = {"levels": 1, "page_target": 600, "keep_versions": 4}
+    sc = StateCommitment(tmp_path / "sc", **options)
+    for number, (writes, wiped) in enumerate(blocks[:20], start=1):
+        sc.commit(number, writes, wiped)
+    sc.close()
+    decoded, served = Counter(), Counter()
+    original_decode, original_unpack = storage.sc.decode_pack, storage.sc.unpack
+
+    def counted_decode(data: bytes, key: bytes):
+        decoded[key] += 1
+        return original_decode(data, key)
+
+    def counted_unpack(items, key: bytes, depth: int, seq: int) -> bytes:
+        served[key] += 1
+        return original_unpack(items, key, depth, seq)
+
+    monkeypatch.setattr(storage.sc, "decode_pack", counted_decode)
+    monkeypatch.setattr(storage.sc, "unpack", counted_unpack)
+    sc = StateCommitment(tmp_path / "sc", **options)
+    try:
+        for number in range(17, 21):  # (the versions kept)
+            for address in addresses:
+                sc.at(number).get(keccak(address))
+        assert decoded and set(decoded.values()) == {1}
+        assert max(served.values()) > 1  # (a pack that served several page versions)
+        cached = set(sc._packs)
+        for number, (writes, wiped) in enumerate(blocks[20:], start=21):
+            sc.commit(number, writes, wiped)
+        on_disk = set(stored_deltas(sc))
+        assert cached - on_disk  # (pruning deleted packs that were cached ...)
+        assert set(sc._packs) <= on_disk  # (... and none is served from memory)
+    finally:
+        sc.close()
 
 
 def test_a_delta_page_whose_previous_version_is_gone_is_an_error_naming_it(tmp_path):
