@@ -381,6 +381,7 @@ def _list_prefix(length: int) -> bytes:
 
 
 Previous = Callable[[int, int, int], Page]  # (version, digest, pack) -> the page then
+# (its entries' nodes need not be built: ``decode_page``'s ``nodes``)
 Fetch = Callable[[Leaf], bytes]  # a hashed leaf's value
 
 
@@ -390,34 +391,41 @@ def decode_page(
     seq: int,
     previous: Previous | None = None,
     fetch: Fetch | None = None,
+    nodes: bool = True,
 ) -> Page:
     """A stored page version's entries, their boundary children as stubs located in the
-    entries' refs; a delta page is applied to its previous version, got from ``previous``;
-    a hashed leaf gets its value from ``fetch`` when one is asked for."""
+    entries' refs; a delta page is applied to its previous version, got from ``previous``
+    (without ``nodes``: that version's entries as read, their nodes not built, since only
+    the version read last is used as nodes); a hashed leaf gets its value from ``fetch``
+    when one is asked for."""
     try:
         head, *rest = rlp.decode(data)
         if isinstance(head, list):
-            return _decode_delta(head, rest, len(data), key, seq, previous, fetch)
+            return _decode_delta(head, rest, len(data), key, seq, previous, fetch, nodes)
         depth = _int(head)
         entries = [
             _entry(unpack_nibbles(packed), node_raw, [PageRef.from_raw(r) for r in refs_raw])
             for packed, node_raw, refs_raw in rest
         ]
-        return Page(depth, _located(entries, depth, seq, fetch), chain=(key,))
+        if nodes:
+            _located(entries, depth, seq, fetch)
+        return Page(depth, entries, chain=(key,))
     except (DecodingError, ValueError, TypeError, IndexError, KeyError) as err:
         raise PageError(f"{describe_key(key)}: cannot decode: {err}") from err
 
 
+_UNBUILT = Leaf(b"", b"")  # the node of an entry read but not built (``decode_page``)
+
+
 def _entry(path: bytes, node_raw: Raw, refs: list[PageRef]) -> Entry:
-    return Entry(path, Leaf(b"", b""), refs, node_raw=node_raw)
+    return Entry(path, _UNBUILT, refs, node_raw=node_raw)
 
 
-def _located(entries: list[Entry], depth: int, seq: int, fetch: Fetch | None) -> list[Entry]:
-    """Entries given their nodes (raw decoded, stubs located in the entries' refs)."""
+def _located(entries: list[Entry], depth: int, seq: int, fetch: Fetch | None) -> None:
+    """Build the entries' nodes from their raw encodings (stubs located in their refs)."""
     for entry in entries:
         entry.node = _decode_node(entry.node_raw, entry.path, entry, depth + 1, fetch)
         entry.node.origin = seq
-    return entries
 
 
 def _decode_delta(
@@ -428,6 +436,7 @@ def _decode_delta(
     seq: int,
     previous: Previous | None,
     fetch: Fetch | None,
+    nodes: bool,
 ) -> Page:
     if previous is None:
         raise ValueError("a delta page read without its previous version")
@@ -438,7 +447,6 @@ def _decode_delta(
     if before.depth != depth:
         raise ValueError(f"a delta at depth {depth} over a page at depth {before.depth}")
     entries = {entry.path: entry for entry in before.entries}
-    changed = []
     for patch in patches:
         path = unpack_nibbles(patch[0])
         if len(patch) == 1:  # an entry removed
@@ -452,14 +460,10 @@ def _decode_delta(
             for r in patch[2]
         ]
         entries[path] = _entry(path, node_raw, refs)
-        changed.append(entries[path])
-    _located(changed, depth, seq, fetch)
-    return Page(
-        depth,
-        [entries[path] for path in sorted(entries)],
-        chain=(key, *before.chain),
-        delta_bytes=before.delta_bytes + size,
-    )
+    ordered = [entries[path] for path in sorted(entries)]
+    if nodes:  # (the entries changed here, and those versions below left unbuilt)
+        _located([entry for entry in ordered if entry.node is _UNBUILT], depth, seq, fetch)
+    return Page(depth, ordered, chain=(key, *before.chain), delta_bytes=before.delta_bytes + size)
 
 
 def _kept_ref(old: Entry | None, index: int) -> PageRef:

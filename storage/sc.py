@@ -281,7 +281,8 @@ class StateCommitment:
         each stored version checked against the digest its reader recorded; ``pack`` says
         which of the block's packs holds it (0: none, it has a record of its own). Cached if
         ``keep``: the versions a delta is read over are not (else a cold read of a chain of
-        deltas would fill the cache with versions nothing reads again, evicting live pages)."""
+        deltas would fill the cache with versions nothing reads again, evicting live pages),
+        nor are their nodes built (only the version read last is used as nodes)."""
         key = page_key(version, depth, seq)
         page = self._cache.get(key)
         if page is not None:
@@ -311,6 +312,7 @@ class StateCommitment:
                 seq,
                 lambda v, check, in_pack: self._version(depth, seq, v, check, in_pack, False),
                 self._fetch,
+                nodes=keep,
             )
         except PageError as err:
             raise StorageError(f"{self.path}: pages/{err}") from err
