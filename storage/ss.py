@@ -10,7 +10,8 @@ One RocksDB (rocksdict, raw mode) with column families:
 - ``contract``: sequence ‖ 32-byte slot -> value (big-endian, no leading zeros);
 - ``code``: code hash -> code;
 - ``writeset``: 8-byte block number -> the block's encoded write set (``storage/writeset.py``),
-  for the last ``writeset_window`` blocks (recovery needs the last one), unless
+  for the last ``writeset_window`` blocks (recovery replays those since SC's last checkpoint),
+  unless
   ``keep_writesets`` is off (validators);
 - ``meta``: layout version, next sequence, last committed block and its state root.
 
@@ -61,7 +62,9 @@ SEQ_BYTES = 5
 META_LAYOUT = b"layout"
 META_NEXT_SEQ = b"next_seq"
 META_LAST = b"last_block"
-DEFAULT_WRITESET_WINDOW = 128
+DEFAULT_WRITESET_WINDOW = 32  # recovery replays SC from its last checkpoint, which a
+# committer writes every 32 blocks by default (``storage/committer.py``: there the window
+# follows its checkpoints)
 
 SYNCED = WriteOptions()
 SYNCED.sync = True

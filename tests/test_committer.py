@@ -102,6 +102,16 @@ def test_blocks_commit_to_the_reference_roots(tmp_path):
     reopened.close()
 
 
+def test_write_sets_are_kept_back_to_the_last_checkpoint_by_default(tmp_path):
+    """Recovery replays the write sets since SC's last checkpoint, so that is the default
+    window (the kills below, with a checkpoint every 2 blocks, recover with exactly 2)."""
+    committer = Committer(tmp_path / "data", levels=1, page_target=512, checkpoint_every=3)
+    for number, (writes, wiped) in enumerate(random_state_blocks(7, 7), start=1):
+        committer.commit(number, writes, wiped)
+    assert [n for n in range(8) if committer.ss.writeset(n) is not None] == [5, 6, 7]
+    committer.close()
+
+
 @pytest.mark.parametrize("every", [1, 2], ids=["checkpoint-each", "checkpoint-every-2"])
 @pytest.mark.parametrize("power_cut", [False, True], ids=["kill", "power-cut"])
 @pytest.mark.parametrize("background", [False, True], ids=["in-place", "behind"])
