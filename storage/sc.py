@@ -366,10 +366,11 @@ class StateCommitment:
         page = self._page(depth, ref)
         self.loaded += 1
         entry = page.entry(path)
-        key = describe_key(ref.key(depth))
         if entry is None:
+            key = describe_key(ref.key(depth))
             raise StorageError(f"{self.path}: pages/{key}: no entry at path {path.hex()}")
         if entry.node.ref != stub.stub_ref:
+            key = describe_key(ref.key(depth))
             raise StorageError(
                 f"{self.path}: pages/{key}: entry {path.hex() or 'root'} hashes to "
                 f"{_show(entry.node.ref)}, its parent recorded {_show(stub.stub_ref)}"
@@ -896,14 +897,20 @@ class _PageWriter:
         changed: list[tuple[Entry, Entry | None]] = []  # (an entry written now, its old one)
         for index in todo:
             path, node = paths[index], nodes[index]
-            if isinstance(node, Stub):
-                if stubs is not None:
-                    stubs.append((path, node))
-                node = self.sc._load(node)
             if same_paths:
                 old_entry = old.entries[index]
             else:
                 old_entry = old.entry(path) if old is not None else None
+            if isinstance(node, Stub):
+                if stubs is not None:
+                    stubs.append((path, node))
+                if old_entry is not None and not stale and old_entry.node.ref == node.stub_ref:
+                    # Unloaded, so unchanged since it was located: the old entry, as is.
+                    # (After a reopen or ``_forget`` most of a dirty page's entries are
+                    # stubs; loading each to find it unchanged cost a second a block.)
+                    entries[index] = old_entry
+                    continue
+                node = self.sc._load(node)
             if old_entry is not None and old_entry.node is node and not stale:
                 entries[index] = old_entry  # unchanged, with its encoding
                 continue

@@ -465,6 +465,33 @@ def test_bounded_caches_give_the_same_roots(tmp_path):
     sc.close()
 
 
+def test_after_reopening_a_block_loads_only_the_subtrees_on_its_paths(tmp_path):
+    """Reopened, the tries are stubs over the pages: a block rewriting a page keeps the
+    entries it did not change as stored, unloaded (loading each to find it unchanged cost
+    a second a block at 100,000 accounts, for as long as stubs were left); the roots stay
+    the reference's, through later blocks and another reopening."""
+    blocks = random_state_blocks(5, 12, accounts=240)
+    reference = TrieCommitter([])
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600)
+    for number, (writes, wiped) in enumerate(blocks[:6], start=1):
+        assert sc.commit(number, writes, wiped) == reference.commit(writes, wiped, lambda h: b"")
+    sc.close()
+    address = next(iter(_addresses(blocks[0][0])))
+    one = {acct_key(address): AccountFields(nonce=99)}
+    for number, (writes, wiped) in enumerate([(one, set()), *blocks[6:]], start=7):
+        if number == 10:
+            sc.close()
+        if number in (7, 10):
+            sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600)
+        root = sc.commit(number, writes, wiped)
+        assert root == reference.commit(writes, wiped, lambda h: b"")
+        if number == 7:  # one account: its path's nodes loaded, not its pages' other entries
+            loaded = sc.loaded  # (the nodes on its path, read by the walk to its leaf and
+            # again by the update: the trie keeps neither, stubs are loaded per walk)
+            assert loaded <= 2 * len(sc.account_proof(number, address))
+    sc.close()
+
+
 def test_pruning_follows_block_numbers_that_jump(tmp_path):
     """A chain's genesis is block 0 and its next block may be 19,932,703 (a mainnet replay):
     pruning walks the records there are, not every number in between."""
