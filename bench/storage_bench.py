@@ -31,7 +31,11 @@ Measured:
   versions) over the live state (the flat state's keys and values): ``disk_ratio``;
 - block reads per lookup counted by the engine (block-cache misses) on a store reopened with
   a cold block cache: ``reads_per_account`` (index + account record), ``reads_per_slot``;
-- proofs: account and storage proofs of a sample, checked with py-trie against the root.
+- proofs: account and storage proofs of a sample, checked with py-trie against the root;
+- then each side closed and reopened, and two more blocks (the same on both sides, roots
+  compared): ``reopen_ms``, ``first_block_after_reopen_ms`` (every page it rewrites read
+  from disk: what the length of delta chains costs cold), ``second_block_after_reopen_ms``,
+  and the baseline's first block (not targets).
 
 Writes ``bench/results/storage_bench.json``.
 """
@@ -61,6 +65,7 @@ from storage.committer import Committer
 from storage.keys import AccountFields, acct_key, int_bytes, slot_key
 from storage.ss import (
     StateStorage,
+    close_db,
     db_options,
     flush_all,
     open_rocksdb,
@@ -234,14 +239,41 @@ class OursSide:
 
     def block(self) -> tuple[bytes, dict, float]:
         writes = random_block(self.fields, self.args.updates, self.args.slots, self.rng)
-        self.number += 1
         started = time.perf_counter()
-        root = self.store.commit(self.number, writes, ())
+        root = self._commit(writes)
         ms = (time.perf_counter() - started) * 1000
         (ss_ops, ss_bytes), (sc_ops, sc_bytes) = self.store.ss.last_batch, self.store.sc.last_batch
         row = {"writes": ss_ops + sc_ops, "ss_writes": ss_ops, "sc_writes": sc_ops}
         row |= {"ss_bytes": ss_bytes, "sc_bytes": sc_bytes, "bytes": ss_bytes + sc_bytes}
         return root, row | {"writeset_bytes": len(encode_writeset(writes, ()))}, ms
+
+    def _commit(self, writes: dict) -> bytes:
+        self.number += 1
+        return self.store.commit(self.number, writes, ())
+
+    def _reopen(self) -> None:
+        self.store = Committer(self.dir, statistics=True, write_buffer_bytes=self.args.write_buffer)
+
+    def _close(self) -> None:
+        self.store.close()
+
+    def reopened(self) -> tuple[list[bytes], dict[str, float]]:
+        """Two more blocks on the store closed and reopened, its caches empty: the time to
+        reopen, then each block's commit. The first reads from disk every page it rewrites
+        (a full base and its deltas), so it is what a delta chain's length costs cold."""
+        started = time.perf_counter()
+        self._reopen()
+        times = {"reopen_ms": round((time.perf_counter() - started) * 1000, 1)}
+        rng = random.Random(self.args.seed + 1)  # (the same blocks on each side, whatever
+        # else each side drew from its own generator since)
+        roots = []
+        for name in ("first_block_ms", "second_block_ms"):
+            writes = random_block(self.fields, self.args.updates, self.args.slots, rng)
+            started = time.perf_counter()
+            roots.append(self._commit(writes))
+            times[name] = round((time.perf_counter() - started) * 1000, 1)
+        self._close()
+        return roots, times
 
     def proofs(self) -> int:
         """Account and storage proofs of a sample at the last block, checked by py-trie."""
@@ -321,7 +353,8 @@ class BaselineSide(OursSide):
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args, self.rng = args, random.Random(args.seed)
-        self.store = Baseline(workdir / "baseline", args.write_buffer)
+        self.dir = workdir / "baseline"
+        self.store = Baseline(self.dir, args.write_buffer)
         self.fields, self.state = genesis(args.accounts, args.slots, self.rng)
 
     def load(self) -> bytes:
@@ -339,6 +372,18 @@ class BaselineSide(OursSide):
 
     def proofs(self) -> int:
         return 0
+
+    def _commit(self, writes: dict) -> bytes:
+        return self.store.commit(writes)[0]
+
+    def _reopen(self) -> None:  # (the storage roots stay in memory: the baseline's favour)
+        self._close()  # (ours was closed by ``engine``)
+        self.store.nodes = CountingNodes(self.dir, self.args.write_buffer)
+
+    def _close(self) -> None:
+        nodes = self.store.nodes
+        del nodes.handle, nodes.snapshot  # (a column family's handle holds the DB open too)
+        close_db(nodes.db, {"nodes": nodes.nodes})
 
     def engine(self) -> dict:
         """Trie node reads per account lookup (calls into the node store), then RocksDB's
@@ -367,7 +412,9 @@ class SideProcess:
 
     def __init__(self, side: type[OursSide], *args: Any) -> None:
         self.conn, child = get_context("fork").Pipe()
-        self.process = get_context("fork").Process(target=_serve, args=(side, args, child))
+        self.process = get_context("fork").Process(  # (daemonic: a failed run exits)
+            target=_serve, args=(side, args, child), daemon=True
+        )
         self.process.start()
 
     def __call__(self, method: str) -> Any:
@@ -439,6 +486,11 @@ def summarize(rows: list[dict], ours: dict, base: dict, matches: bool, proofs: i
         "sc_bytes_per_block": median(r["sc_bytes"] for r in rows),
         "baseline_bytes_per_block": median(r["baseline_bytes"] for r in rows),
         "compaction_bytes": moved[COMPACT],
+        # (not targets: what reopening costs, its caches empty; see ``reopened``)
+        "reopen_ms": ours["reopened"]["reopen_ms"],
+        "first_block_after_reopen_ms": ours["reopened"]["first_block_ms"],
+        "second_block_after_reopen_ms": ours["reopened"]["second_block_ms"],
+        "baseline_first_block_after_reopen_ms": base["reopened"]["first_block_ms"],
         "proofs_verified": proofs,
         "roots_match": matches,
     }
@@ -515,6 +567,11 @@ def main() -> None:
         behind.close()
     proofs = ours("proofs")
     engine = {"ours": ours("engine"), "baseline": base("engine")}
+    (roots, engine["ours"]["reopened"]), (base_roots, engine["baseline"]["reopened"]) = (
+        ours("reopened"),
+        base("reopened"),
+    )
+    matches.append(roots == base_roots)
     ours.close()
     base.close()
     summary = summarize(rows, engine["ours"], engine["baseline"], all(matches), proofs)
