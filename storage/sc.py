@@ -33,7 +33,7 @@ own), and its entry against the hash its parent's node recorded (for the root pa
 block's state root). A garbled, truncated or missing page is an error naming its key, never a
 wrong root. Memory is bounded: decoded pages are kept in an LRU cache of ``cache_pages``, and
 once a trie has loaded ``max_loaded`` entries it is dropped after a write and loaded again on
-demand.
+demand (from the pages cached, which stay).
 """
 
 from __future__ import annotations
@@ -353,13 +353,17 @@ class StateCommitment:
         if self.loaded > self.max_loaded and not self._pending:
             self._forget()
 
-    def _forget(self) -> None:
-        """Drop the loaded tries and the page cache (whose pages hold their nodes): loaded
-        again from the pages on demand."""
+    def _forget(self, pages: bool = False) -> None:
+        """Drop the loaded tries: loaded again from the pages on demand; with ``pages``, the
+        page and pack caches too (after a replay, whose leaves may hold records read
+        unchecked). At ``max_loaded`` the caches stay: each is bounded on its own, and the
+        nodes the tries shared with cached pages stay alive with them either way; emptied,
+        every block after would read its pages cold again, through their chains of deltas."""
         self.accounts = self._trie(self._root_ref, self.accounts.root_hash)
         self.loaded = 0
-        self._cache.clear()
-        self._packs.clear()
+        if pages:
+            self._cache.clear()
+            self._packs.clear()
 
     def _load(self, stub: Stub) -> Node:
         depth, ref, path = stub.locator
@@ -645,7 +649,7 @@ class StateCommitment:
         self.update(writes, wiped, replay)
         root = self.write(number, checkpoint=replay)
         if replay:
-            self._forget()
+            self._forget(pages=True)
         return root
 
     def roll_back(self, number: int, roots_through: int | None = None) -> None:

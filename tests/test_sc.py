@@ -492,6 +492,44 @@ def test_after_reopening_a_block_loads_only_the_subtrees_on_its_paths(tmp_path):
     sc.close()
 
 
+class _CountingReads:
+    """A column family whose reads are counted (the pages read from disk)."""
+
+    def __init__(self, family) -> None:
+        self.family, self.reads = family, 0
+
+    def get(self, key):
+        self.reads += 1
+        return self.family.get(key)
+
+    def __getattr__(self, name):
+        return getattr(self.family, name)
+
+
+def test_dropping_the_tries_keeps_the_cached_pages(tmp_path):
+    """Tries dropped at ``max_loaded`` load again from the pages cached, not from disk (with
+    the caches emptied too, every block after read its pages cold, through their chains of
+    deltas: at 100,000 accounts, tries dropped every few blocks, 1.0 s a block, not 0.43 s)."""
+    addresses = [keccak(i.to_bytes(4, "big"))[:20] for i in range(200)]
+    reference = TrieCommitter([])
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600)
+    for number in (1, 2):
+        writes = {acct_key(a): AccountFields(nonce=number) for a in addresses}
+        assert sc.commit(number, writes, ()) == reference.commit(writes, set(), lambda h: b"")
+    sc.close()
+    sc = StateCommitment(tmp_path / "sc", levels=1, page_target=600, max_loaded=1)
+    sc._pages = counting = _CountingReads(sc._pages)
+    for number in (3, 4):  # the same account: block 4 reads the pages block 3 wrote
+        writes = {acct_key(addresses[7]): AccountFields(nonce=number)}
+        before, reads = sc.accounts, counting.reads
+        assert sc.commit(number, writes, ()) == reference.commit(writes, set(), lambda h: b"")
+        if number == 3:
+            assert counting.reads > reads and sc.accounts is not before  # read; then dropped
+        else:
+            assert counting.reads == reads
+    sc.close()
+
+
 def test_pruning_follows_block_numbers_that_jump(tmp_path):
     """A chain's genesis is block 0 and its next block may be 19,932,703 (a mainnet replay):
     pruning walks the records there are, not every number in between."""
