@@ -3,6 +3,7 @@ process is killed (SIGKILL) or the power is cut in the middle of a block's commi
 place or behind (``background``: on the committer's own thread, while the next block would
 run)."""
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,33 @@ def test_write_sets_are_kept_back_to_the_last_checkpoint_by_default(tmp_path):
         committer.commit(number, writes, wiped)
     assert [n for n in range(8) if committer.ss.writeset(n) is not None] == [5, 6, 7]
     committer.close()
+
+
+def test_the_cyclic_collector_runs_only_once_a_block_has_committed(tmp_path):
+    """A block's commit runs with Python's cyclic collector off (its many new objects were
+    scanned over and over as they aged: a third of a cold block), then collects the young
+    generations once; the collector is on again after, and stays off if it was off."""
+    collections: list[int] = []
+
+    def started(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    committer = Committer(tmp_path / "data", levels=1, page_target=512)
+    gc.callbacks.append(started)
+    try:
+        for number, (writes, wiped) in enumerate(random_state_blocks(3, 4, 400), start=1):
+            collections.clear()
+            committer.commit(number, writes, wiped)
+            assert collections == [1]  # (``_settle_garbage``'s, alone)
+            assert gc.isenabled()
+        gc.disable()
+        committer.commit(5, *random_state_blocks(4, 1, 400)[0])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.callbacks.remove(started)
+        committer.close()
 
 
 @pytest.mark.parametrize("every", [1, 2], ids=["checkpoint-each", "checkpoint-every-2"])
