@@ -202,11 +202,13 @@ class Trie:
     # -- reads ------------------------------------------------------------------------------
     @property
     def root_hash(self) -> bytes:
-        root = self._load(self.root)
-        if root is None:
+        if self.root is None:
             return BLANK_ROOT_HASH
-        ref = root.ref  # (a hash once computed or read: a hashed leaf has no value to encode)
-        return ref if isinstance(ref, bytes) else keccak_256(root.encoded).digest()
+        ref = self.root.ref  # (a hash once computed or read, an unloaded root's too: a hashed
+        # leaf has no value to encode, and a stub is not loaded for it)
+        if isinstance(ref, bytes):
+            return ref
+        return keccak_256(self._load(self.root).encoded).digest()
 
     def get(self, key: bytes) -> bytes | None:
         node = self._walk(to_nibbles(key), None)

@@ -33,7 +33,7 @@ own), and its entry against the hash its parent's node recorded (for the root pa
 block's state root). A garbled, truncated or missing page is an error naming its key, never a
 wrong root. Memory is bounded: decoded pages are kept in an LRU cache of ``cache_pages``, and
 once a trie has loaded ``max_loaded`` entries it is dropped after a write and loaded again on
-demand (from the pages cached, which stay).
+demand (the page cache dropped with it: its pages hold the trie's nodes).
 """
 
 from __future__ import annotations
@@ -353,16 +353,15 @@ class StateCommitment:
         if self.loaded > self.max_loaded and not self._pending:
             self._forget()
 
-    def _forget(self, pages: bool = False) -> None:
-        """Drop the loaded tries: loaded again from the pages on demand; with ``pages``, the
-        page and pack caches too (after a replay, whose leaves may hold records read
-        unchecked). At ``max_loaded`` the caches stay: each is bounded on its own, and the
-        nodes the tries shared with cached pages stay alive with them either way; emptied,
-        every block after would read its pages cold again, through their chains of deltas."""
+    def _forget(self, replay: bool = False) -> None:
+        """Drop the loaded tries, and the page cache, whose pages hold their nodes (the pages
+        the writer built hold the tries' own, and through them all the tries loaded: kept,
+        the tries would come back whole at the next load); the packs stay (bytes only),
+        except after a replay, whose leaves may hold records read unchecked."""
         self.accounts = self._trie(self._root_ref, self.accounts.root_hash)
         self.loaded = 0
-        if pages:
-            self._cache.clear()
+        self._cache.clear()
+        if replay:
             self._packs.clear()
 
     def _load(self, stub: Stub) -> Node:
@@ -381,6 +380,13 @@ class StateCommitment:
             )
         return entry.node
 
+    def _root_node(self, ref: PageRef) -> Node:
+        """The root node of the trie whose root page is ``ref``."""
+        entry = self._page(0, ref).entry(b"")
+        if entry is None:
+            raise StorageError(f"{self.path}: pages/{describe_key(ref.key(0))}: no root entry")
+        return entry.node
+
     def storage_trie(
         self, address: bytes, accounts: Trie | None = None, check: bool = True
     ) -> Trie:
@@ -393,6 +399,11 @@ class StateCommitment:
         """``storage_trie`` given the account's leaf."""
         if leaf is None:
             return Trie(None, self._load)
+        if leaf.sub is not None and self._replaying:
+            # (a replay's records are State Storage's, a block or more ahead: their storage
+            # root may be a later block's, while the pages hold the trie as of the checkpoint
+            # the replay starts from, each checked against its parent's digest)
+            return Trie(self._root_node(leaf.sub), self._load)
         storage_root = decode_account(leaf.value).storage_root
         if leaf.sub is not None or storage_root == BLANK_ROOT_HASH:
             return self._trie(leaf.sub, storage_root)
@@ -649,7 +660,7 @@ class StateCommitment:
         self.update(writes, wiped, replay)
         root = self.write(number, checkpoint=replay)
         if replay:
-            self._forget(pages=True)
+            self._forget(replay=True)
         return root
 
     def roll_back(self, number: int, roots_through: int | None = None) -> None:
@@ -792,6 +803,10 @@ class _PageWriter:
                 self.drop(0, old)
             return None
         refs = self.flush_children(0, [b""], [root], [old] if old else [])
+        if isinstance(root, Stub):  # unloaded, its page rewritten (a checkpoint): located
+            # afresh, as ``write_pages`` does for the stubs below (its page may have been a
+            # version held in memory, which the checkpoint replaced by one on disk)
+            root.locator, root.origin = (0, refs[0], b""), refs[0].seq
         return refs[0]
 
     def flush_children(

@@ -109,6 +109,24 @@ def assert_identical(report: BlockReport) -> None:
     assert report.root_match, f"block {report.number}: state root differs"
 
 
+def paged_storage_blocks() -> list[tuple[dict, set]]:
+    """Four blocks around a contract whose storage is paged (60 slots: more than a small
+    storage trie holds), its slots changed by each block after the first."""
+    from eth_hash.auto import keccak
+
+    from storage.keys import AccountFields, acct_key, slot_key
+
+    contract, other = keccak(b"contract")[:20], keccak(b"other")[:20]
+    first = {acct_key(contract): AccountFields(1, 1), acct_key(other): AccountFields(0, 5)}
+    first |= {slot_key(contract, i): i + 1 for i in range(60)}
+    second = {acct_key(contract): AccountFields(1, 1), slot_key(contract, 3): 777}
+    second[slot_key(contract, 70)] = 1
+    third = {acct_key(contract): AccountFields(2, 1), slot_key(contract, 5): 0}
+    third[acct_key(other)] = AccountFields(1, 4)
+    fourth = {acct_key(contract): AccountFields(2, 1), slot_key(contract, 9): 99}
+    return [(first, set()), (second, set()), (third, set()), (fourth, set())]
+
+
 def random_state_blocks(seed: int, count: int, accounts: int = 60) -> list[tuple[dict, set]]:
     """Deterministic blocks of account/slot writes, deletions and wipes over a small key space."""
     import random

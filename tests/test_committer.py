@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import random_state_blocks
+from support import paged_storage_blocks, random_state_blocks
 
 from compute_unit.state import DictSnapshot
 from storage.committer import CRASH_POINTS, Committer
@@ -174,6 +174,45 @@ def test_a_kill_mid_commit_recovers_to_the_last_block_both_hold(
     writes, wiped = random_state_blocks(7, BLOCKS)[-1]  # and the chain goes on
     if expected_block < BLOCKS:
         assert committer.commit(BLOCKS, writes, wiped) == reference(BLOCKS)[0][BLOCKS]
+    committer.close()
+
+
+PAGED_CHILD = """
+import os, signal, sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+{prelude}
+from support import paged_storage_blocks
+from storage.committer import Committer
+committer = Committer({data!r})
+for number, (writes, wiped) in enumerate(paged_storage_blocks()[:3], start=1):
+    committer.commit(number, writes, wiped, crash_at={point!r} if number == 3 else None)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("power_cut", [False, True], ids=["kill", "power-cut"])
+@pytest.mark.parametrize("point", [None, "after_ss"], ids=["after-the-block", "after-ss"])
+def test_a_paged_storage_trie_changed_since_the_checkpoint_recovers(tmp_path, point, power_cut):
+    """Killed after block 3 (or between its SS and SC writes), SC's last checkpoint block 1:
+    recovery replays blocks 2 and 3, which changed a paged storage trie. The replay reads
+    the account's record from State Storage, whose storage root is block 3's, while the
+    storage pages are block 1's: the trie is taken from its pages, not from that root."""
+    script = PAGED_CHILD.format(
+        prelude=POWER_CUT if power_cut else "",
+        repo=str(REPO),
+        tests=str(REPO / "tests"),
+        data=str(tmp_path / "data"),
+        point=point,
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    blocks = paged_storage_blocks()
+    trie = TrieCommitter([])
+    roots = [trie.commit(writes, wiped, lambda h: b"") for writes, wiped in blocks]
+    committer = Committer(tmp_path / "data")
+    assert committer.recovery.endswith("rolled SC forward to block 3")
+    assert committer.state_root == roots[2]
+    assert committer.commit(4, *blocks[3]) == roots[3]  # and the chain goes on
     committer.close()
 
 
