@@ -461,7 +461,8 @@ class StateCommitment:
         are then this block's, so a rebuilt storage trie is not checked against the storage
         root before the block: the writes, applied again, leave it the same, and recovery
         checks the state root the replay gives against the one State Storage recorded; the
-        records of hashed account leaves are this block's too, and are not checked either."""
+        records of hashed account leaves are this block's too, and are not checked either
+        (nor is their storage root used: a paged storage trie is read from its pages)."""
         self._replaying = replay
         try:
             return self._update(writes, set(wiped), replay)
