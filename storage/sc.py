@@ -366,25 +366,22 @@ class StateCommitment:
 
     def _load(self, stub: Stub) -> Node:
         depth, ref, path = stub.locator
-        page = self._page(depth, ref)
+        node = self._node_at(depth, ref, path)
         self.loaded += 1
-        entry = page.entry(path)
+        if node.ref != stub.stub_ref:
+            raise StorageError(
+                f"{self.path}: pages/{describe_key(ref.key(depth))}: entry "
+                f"{path.hex() or 'root'} hashes to {_show(node.ref)}, its parent recorded "
+                f"{_show(stub.stub_ref)}"
+            )
+        return node
+
+    def _node_at(self, depth: int, ref: PageRef, path: bytes) -> Node:
+        """The node of the entry at ``path`` in page ``ref``."""
+        entry = self._page(depth, ref).entry(path)
         if entry is None:
             key = describe_key(ref.key(depth))
             raise StorageError(f"{self.path}: pages/{key}: no entry at path {path.hex()}")
-        if entry.node.ref != stub.stub_ref:
-            key = describe_key(ref.key(depth))
-            raise StorageError(
-                f"{self.path}: pages/{key}: entry {path.hex() or 'root'} hashes to "
-                f"{_show(entry.node.ref)}, its parent recorded {_show(stub.stub_ref)}"
-            )
-        return entry.node
-
-    def _root_node(self, ref: PageRef) -> Node:
-        """The root node of the trie whose root page is ``ref``."""
-        entry = self._page(0, ref).entry(b"")
-        if entry is None:
-            raise StorageError(f"{self.path}: pages/{describe_key(ref.key(0))}: no root entry")
         return entry.node
 
     def storage_trie(
@@ -403,7 +400,7 @@ class StateCommitment:
             # (a replay's records are State Storage's, a block or more ahead: their storage
             # root may be a later block's, while the pages hold the trie as of the checkpoint
             # the replay starts from, each checked against its parent's digest)
-            return Trie(self._root_node(leaf.sub), self._load)
+            return Trie(self._node_at(0, leaf.sub, b""), self._load)
         storage_root = decode_account(leaf.value).storage_root
         if leaf.sub is not None or storage_root == BLANK_ROOT_HASH:
             return self._trie(leaf.sub, storage_root)
