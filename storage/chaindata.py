@@ -258,9 +258,9 @@ def _decode_logs(items: Any) -> tuple[StoredLog, ...]:
 
 
 def encode_history(prior_state: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> bytes:
-    """RLP ``[wiped addresses, [[kind, address-or-hash, slot, value?], ...]]``: the kinds and
-    value encodings of ``storage/writeset.py`` (``a``: RLP of nonce, balance, code hash; ``s``:
-    big-endian integer; ``c``: code), each value optional (``[]``: absent before the block),
+    """RLP ``[wiped addresses, [[kind, address-or-hash, slot, value?], ...]]``: kinds ``a``
+    (value: RLP of nonce, balance, code hash), ``s`` (big-endian integer) and ``c`` (code),
+    each value optional (``[]``: absent before the block),
     since a slot or code that did not exist differs from a zero slot or empty code."""
     items = []
     for key, value in prior_state.items():

@@ -13,12 +13,12 @@ between checkpoints, every ``checkpoint_every`` blocks; a clean ``close`` checkp
 open the two marks are compared. Equal, and SC's last block a checkpoint: nothing to do.
 Otherwise SC goes back to its newest checkpoint at or before SS's block (the pages written
 after it are dropped, the root records of blocks SS holds kept) and replays SS's write sets
-of the blocks since, merged into one, which must give the root SS recorded (SS keeps write
-sets as far back as that, ``checkpoint_every`` blocks, unless told otherwise); SS one block
-ahead (a crash after SS's batch, before SC's) and SC one ahead (after SC's, before SS's) are
-cases of it. A store without write sets (validators) checkpoints every block and writes SC
-first, then SS, so SC can only be ahead, and is rolled back. Anything else is an error naming
-both marks; nothing is ever guessed.
+of the blocks since (the keys they wrote), merged into one with SS's values, which must give
+the root SS recorded (SS keeps write sets as far back as that, ``checkpoint_every`` blocks,
+unless told otherwise); SS one block ahead (a crash after SS's batch, before SC's) and SC
+one ahead (after SC's, before SS's) are cases of it. A store without write sets (validators)
+checkpoints every block and writes SC first, then SS, so SC can only be ahead, and is rolled
+back. Anything else is an error naming both marks; nothing is ever guessed.
 
 A write-behind commit (``background=True``) returns the root once SC has merkelized, and
 writes both stores on a thread of its own while the next block runs; that block reads the
@@ -48,7 +48,7 @@ from storage.ss import (
     db_options,
 )
 from storage.write_behind import InFlight
-from storage.writeset import decode_writeset, merge_writesets
+from storage.writeset import decode_written_keys, merge_written_keys
 
 CRASH_POINTS = ("before_writes", "after_sc", "after_ss")
 DEFAULT_CHECKPOINT_EVERY = 32  # blocks between SC's checkpoints of its top pages
@@ -210,8 +210,10 @@ class Committer:
                 f"{self.data_dir}: SS holds block {number}, SC block {base}, and SS keeps no "
                 f"write sets of blocks {sorted(needed - set(kept))} to roll SC forward with"
             )
-        block = merge_writesets(decode_writeset(kept[n]) for n in sorted(kept))
-        replayed = self.sc.commit(number, block.writes, block.wiped, replay=True)
+        # (the keys the blocks wrote, with SS's values: SS is at block ``number`` already)
+        written = merge_written_keys(decode_written_keys(kept[n]) for n in sorted(kept))
+        writes, wiped = written.replayed(self.ss.get_many)
+        replayed = self.sc.commit(number, writes, wiped, replay=True)
         if replayed != root:
             raise StorageError(
                 f"{self.data_dir}: rolling SC forward to block {number} gave root "

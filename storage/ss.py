@@ -9,10 +9,9 @@ One RocksDB (rocksdict, raw mode) with column families:
   own leaf encoding;
 - ``contract``: sequence ‖ 32-byte slot -> value (big-endian, no leading zeros);
 - ``code``: code hash -> code;
-- ``writeset``: 8-byte block number -> the block's encoded write set (``storage/writeset.py``),
-  for the last ``writeset_window`` blocks (recovery replays those since SC's last checkpoint),
-  unless
-  ``keep_writesets`` is off (validators);
+- ``writeset``: 8-byte block number -> the keys the block wrote (``storage/writeset.py``:
+  their values are the flat state's), for the last ``writeset_window`` blocks (recovery
+  replays those since SC's last checkpoint), unless ``keep_writesets`` is off (validators);
 - ``meta``: layout version, next sequence, last committed block and its state root.
 
 A block's changes go in one atomic write batch (``write_block``), synced before it returns
@@ -50,13 +49,14 @@ from storage.keys import (
     decode_account,
     int_bytes,
 )
-from storage.writeset import encode_writeset
+from storage.writeset import encode_written_keys
 
-LAYOUT_VERSION = 6  # 3: page digests in child references, checksummed SC records;
+LAYOUT_VERSION = 7  # 3: page digests in child references, checksummed SC records;
 # 4: delta pages, stored in packs (a build of layout 3 would misread their references);
 # 5: small storage tries only in SS (a build of layout 4 would find no storage in SC);
 # 6: hash-only account leaves in SC, their records found in SS by keccak(address); delta
-# pages keep unchanged node paths as SAME
+# pages keep unchanged node paths as SAME; 7: write sets keep the written keys only (a build
+# of layout 6 would read no values in them)
 COLUMN_FAMILIES = ("index", "hashed", "account", "contract", "code", "writeset", "meta")
 SEQ_BYTES = 5
 META_LAYOUT = b"layout"
@@ -425,7 +425,7 @@ class StateStorage:
                 batch.put(key[1], value, self._handles["code"])
         if self.keep_writesets:
             family = self._handles["writeset"]
-            batch.put(mark.number.to_bytes(8, "big"), encode_writeset(writes, wiped), family)
+            batch.put(mark.number.to_bytes(8, "big"), encode_written_keys(writes, wiped), family)
             if mark.number >= self.writeset_window:  # one leaves the window each block
                 batch.delete((mark.number - self.writeset_window).to_bytes(8, "big"), family)
         meta = self._handles["meta"]

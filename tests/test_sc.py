@@ -260,9 +260,9 @@ def test_a_corrupted_child_reference_is_refused(tmp_path):
 
 def test_a_store_of_another_layout_is_refused(tmp_path):
     sc = committed(tmp_path, blocks=1)
-    sc._meta[b"layout"] = (7).to_bytes(4, "big")
+    sc._meta[b"layout"] = (6).to_bytes(4, "big")
     sc.close()
-    with pytest.raises(StorageError, match="meta/layout is version 7"):
+    with pytest.raises(StorageError, match="meta/layout is version 6"):
         StateCommitment(tmp_path / "sc")
 
 

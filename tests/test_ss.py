@@ -7,6 +7,7 @@ import sys
 import threading
 
 import pytest
+import rlp
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,12 @@ from storage.ss import (
     StorageView,
     sweep_dead_secondaries,
 )
-from storage.writeset import WriteSet, decode_writeset, merge_writesets
+from storage.writeset import (
+    WriteSetError,
+    decode_written_keys,
+    encode_written_keys,
+    merge_written_keys,
+)
 
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 7)]
 SLOTS = [0, 1, 2**255, 2**256 - 1]
@@ -94,10 +100,9 @@ def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
                     for s in SLOTS
                     if model.get(slot_key(address, s))
                 }
-            decoded = decode_writeset(ss.writeset(number))
-            assert decoded.writes == {
-                k: (v or 0) if k[0] == "slot" else v for k, v in block_writes.items()
-            }
+            decoded = decode_written_keys(ss.writeset(number))  # (the keys, not the values)
+            assert decoded.accounts == {k[1] for k in block_writes if k[0] == "acct"}
+            assert decoded.slots == {(k[1], k[2]) for k in block_writes if k[0] == "slot"}
             assert decoded.wiped == frozenset(wiped)
         assert ss.last_committed() == CommitMark(len(blocks), b"\x01" * 32)
     finally:
@@ -153,7 +158,7 @@ def test_write_sets_are_kept_for_a_window_of_blocks(tmp_path):
         block = {acct_key(ADDRESSES[0]): AccountFields(number)}
         ss.write_block(CommitMark(number, b"\0" * 32), block, (), records(block))
     assert [n for n in range(8) if ss.writeset(n) is not None] == [5, 6, 7]
-    assert decode_writeset(ss.writeset(7)).writes[acct_key(ADDRESSES[0])] == AccountFields(7)
+    assert decode_written_keys(ss.writeset(7)).accounts == {ADDRESSES[0]}
     ss.close()
     with pytest.raises(ValueError, match="at least the last block"):
         StateStorage(tmp_path / "ss", writeset_window=0)
@@ -337,14 +342,28 @@ def test_a_view_elsewhere_reads_through_its_far_reads(tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_merged_write_sets_leave_the_state_the_blocks_leave_in_turn(seed):
-    """Recovery replays the write sets since SC's checkpoint as one (``merge_writesets``)."""
-    blocks = [WriteSet(writes, frozenset(wiped)) for writes, wiped in random_state_blocks(seed, 8)]
-    in_turn, at_once = DictSnapshot(), DictSnapshot()
-    for block in blocks:
-        in_turn.apply(block.writes, block.wiped)
-    merged = merge_writesets(blocks)
-    at_once.apply(merged.writes, merged.wiped)
+def test_merged_written_keys_with_the_later_values_leave_the_state_the_blocks_leave(seed):
+    """Recovery replays the blocks since SC's checkpoint as one: the keys they wrote
+    (``merge_written_keys``), with State Storage's values after them, wipes first."""
+    blocks = random_state_blocks(seed, 8)
+    in_turn = DictSnapshot()
+    for writes, wiped in blocks[:2]:  # (the checkpoint's state)
+        in_turn.apply(writes, wiped)
+    at_once = DictSnapshot()
+    at_once.apply(dict(in_turn.data), ())
+    for writes, wiped in blocks[2:]:
+        in_turn.apply(writes, wiped)
+    merged = merge_written_keys(
+        decode_written_keys(encode_written_keys(writes, wiped)) for writes, wiped in blocks[2:]
+    )
+    at_once.apply(*merged.replayed(lambda keys: [in_turn.get(key) for key in keys]))
     assert at_once.data == in_turn.data
-    if seed == 0:  # (the case that matters: a wipe after slot writes)
-        assert any(block.wiped for block in blocks[1:])
+    if seed == 0:  # (the case that matters: a slot written, then wiped, then not rewritten)
+        assert any(wiped for _, wiped in blocks[3:])
+
+
+def test_a_corrupt_record_of_written_keys_is_named():
+    with pytest.raises(WriteSetError, match="not a record of written keys"):
+        decode_written_keys(b"\x83abc")
+    with pytest.raises(WriteSetError, match="account flag"):
+        decode_written_keys(rlp.encode([[], [[ADDRESSES[0], b"\x02", []]]]))
