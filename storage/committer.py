@@ -3,10 +3,15 @@
 For a block's write set, SC first merkelizes in memory (storage tries, then the account trie:
 the state root and each changed account's record, storage root included); then SS's batch
 (I/O: the flat state, with those records and the block's root) and SC's page batch (encoding
-the dirty pages, writing them) run concurrently. Each store records the block it last committed,
-in the same batch as the block, and syncs that batch before it returns: a commit is durable
-when ``commit`` returns, and at any cut (a kill or a power cut) each store holds either its
-previous block or the new one, so the two are never more than one block apart.
+the dirty pages, writing them) run concurrently. Each store records the block it last
+committed, in the same batch as the block. SS syncs its batch before it returns, with the
+block's write set (the keys it wrote): a commit is durable when ``commit`` returns. SC is
+durable at its checkpoints: it writes the blocks between without RocksDB's write-ahead log
+and flushes its memtables at a checkpoint, since recovery goes back to its last checkpoint
+and replays SS's write sets anyway (logging and syncing them had cost a copy of every SC
+byte). So at any cut (a kill or a power cut) SS holds its previous block or the new one,
+and SC a block from its last durable checkpoint on, at most one ahead of SS. Without write
+sets (validators), SC syncs every block, as SS does.
 
 SC's trie is wholly on disk only as of its last checkpoint (its top pages are held in memory
 between checkpoints, every ``checkpoint_every`` blocks; a clean ``close`` checkpoints). On
@@ -48,7 +53,7 @@ from storage.ss import (
     db_options,
 )
 from storage.write_behind import InFlight
-from storage.writeset import decode_written_keys, merge_written_keys
+from storage.writeset import decode_writeset, merge_written_keys
 
 CRASH_POINTS = ("before_writes", "after_sc", "after_ss")
 DEFAULT_CHECKPOINT_EVERY = 32  # blocks between SC's checkpoints of its top pages
@@ -82,7 +87,10 @@ class Committer:
             writeset_window = max(1, checkpoint_every)
         checkpoint_every = min(checkpoint_every, writeset_window) if keep_writesets else 1
         self.ss_options = db_options(statistics, write_buffer_bytes)
-        self.sc_options = db_options(statistics, write_buffer_bytes)
+        # with write sets, SC need be durable only at its checkpoints (recovery goes back to
+        # the last one and replays the write sets since): the blocks between are written
+        # without RocksDB's write-ahead log, a checkpoint flushed
+        self.sc_options = db_options(statistics, write_buffer_bytes, atomic_flush=keep_writesets)
         self.ss = StateStorage(
             self.data_dir / "ss",
             keep_writesets=keep_writesets,
@@ -98,6 +106,7 @@ class Committer:
             "write_buffer_bytes": write_buffer_bytes,
             "ss": self.ss,  # (account records and small storage tries are State Storage's)
             "checkpoint_every": max(1, checkpoint_every),
+            "durable_every_block": not keep_writesets,
         }
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ss-write")
@@ -181,7 +190,9 @@ class Committer:
                 f"{self.data_dir}: SS holds block {at_ss}, SC block {at_sc}, and SS keeps no "
                 "write sets to roll SC forward with"
             )
-        if at_ss < 0 or at_ss > at_sc + 1:
+        # (SS syncs each block before the next is written, so SC can be at most one ahead;
+        # SC is durable at its checkpoints only, so with write sets it may be further behind)
+        if at_ss < 0 or at_sc > at_ss + 1 or (at_ss > at_sc + 1 and not self.ss.keep_writesets):
             raise StorageError(
                 f"{self.data_dir}: SS at block {at_ss} and SC at block {at_sc} are too far apart"
             )
@@ -202,18 +213,29 @@ class Committer:
         return ", ".join(steps)
 
     def _replay(self, base: int, number: int, root: bytes) -> None:
-        """SC from block ``base`` to ``number`` by SS's write sets of the blocks between."""
+        """SC from block ``base`` to ``number`` by SS's write sets of the blocks between,
+        followed back from ``number`` (each record names the block before it) to ``base``."""
         kept = self.ss.writesets(base, number)
-        needed = set(self.sc.blocks(base, number)) | {number}
-        if needed - set(kept):
-            raise StorageError(
-                f"{self.data_dir}: SS holds block {number}, SC block {base}, and SS keeps no "
-                f"write sets of blocks {sorted(needed - set(kept))} to roll SC forward with"
-            )
+        records, block = {}, number
+        while block != base:
+            if block not in kept:
+                raise StorageError(
+                    f"{self.data_dir}: SS holds block {number}, SC block {base}, and SS keeps no "
+                    f"write set of block {block} to roll SC forward with"
+                )
+            records[block] = decode_writeset(kept[block])
+            previous = records[block].previous
+            if previous is None or previous < base:
+                raise StorageError(
+                    f"{self.data_dir}: SS's write set of block {block} follows block {previous}, "
+                    f"not one after SC's checkpoint {base}: SC cannot be rolled forward"
+                )
+            block = previous
         # (the keys the blocks wrote, with SS's values: SS is at block ``number`` already)
-        written = merge_written_keys(decode_written_keys(kept[n]) for n in sorted(kept))
+        written = merge_written_keys(record.keys for record in records.values())
         writes, wiped = written.replayed(self.ss.get_many)
-        replayed = self.sc.commit(number, writes, wiped, replay=True)
+        roots = {block: record.state_root for block, record in records.items()}
+        replayed = self.sc.commit(number, writes, wiped, replay=True, roots=roots)
         if replayed != root:
             raise StorageError(
                 f"{self.data_dir}: rolling SC forward to block {number} gave root "

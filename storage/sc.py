@@ -19,8 +19,10 @@ proof. Committing a block is two steps:
    account's record (the leaf value, storage root included, as State Storage keeps it) and
    the new state root (merkelization; it may be called once per transaction when receipts
    need intermediate roots);
-2. ``write(number)`` writes every page the block dirtied, as new versions, in one synced
-   batch together with the block's root record: durable when it returns. Pages it replaced or
+2. ``write(number)`` writes every page the block dirtied, as new versions, in one batch
+   together with the block's root record, synced: durable when it returns (or, with
+   ``durable_every_block`` off, as a committer keeping write sets runs it, written without
+   the write-ahead log between checkpoints and durable at the next). Pages it replaced or
    no longer reaches are listed as the block's garbage; with ``keep_versions`` N (128 unless
    told: geth keeps 128 diff layers; at least 2, since recovery may roll back a block; None
    keeps every version, an archive), the garbage of the block leaving the window is deleted,
@@ -89,9 +91,11 @@ from storage.ss import (
     CommitMark,
     StorageError,
     check_layout,
+    db_options,
     flush_all,
     open_rocksdb,
     write_synced,
+    write_unlogged,
 )
 
 FAMILIES = ("pages", "meta")
@@ -146,6 +150,7 @@ class StateCommitment:
         ss: StoredState | None = None,
         checkpoint_every: int = 1,
         top_depths: int = DEFAULT_TOP_DEPTHS,
+        durable_every_block: bool = True,
     ) -> None:
         if keep_versions is not None and keep_versions < 2:
             raise ValueError(
@@ -175,6 +180,15 @@ class StateCommitment:
         self.loaded = 0  # entries loaded into the tries since they were last dropped
         self.levels, self.page_target, self.keep_versions = levels, page_target, keep_versions
         self.read_only = read_only
+        # False: the blocks between checkpoints are written without the write-ahead log (a
+        # crash loses them; recovery goes back to the last checkpoint anyway and replays
+        # State Storage's write sets), and a checkpoint is made durable by flushing the
+        # memtables, every family at once (``atomic_flush``), so a crash leaves the pages
+        # and their records as of one block
+        self.durable_every_block = durable_every_block
+        if options is None:
+            options = db_options(write_buffer_bytes=write_buffer_bytes)
+        options.set_atomic_flush(not durable_every_block)
         self._db = open_rocksdb(
             self.path,
             FAMILIES,
@@ -264,10 +278,6 @@ class StateCommitment:
             if not self._decode_root(data, number)[2]:
                 return number
         return None
-
-    def blocks(self, after: int, through: int) -> list[int]:
-        """The blocks committed after ``after`` through ``through`` (their root records)."""
-        return [block for block, _, _ in self._records(ROOT_PREFIX, after + 1, through + 1)]
 
     def _trie(self, ref: PageRef | None, root_hash: bytes) -> Trie:
         if ref is None or root_hash == BLANK_ROOT_HASH:
@@ -526,12 +536,17 @@ class StateCommitment:
         accounts.put_many(puts)
         return records, accounts.root_hash
 
-    def write(self, number: int, checkpoint: bool = False) -> bytes:
+    def write(
+        self, number: int, checkpoint: bool = False, roots: Mapping[int, bytes] | None = None
+    ) -> bytes:
         """Write the pages changed since the last write, and the root record of ``number``.
 
         The account trie's top pages (``top_depths`` deep: every block changes them all) are
         held in memory, not written, except at a checkpoint: every ``checkpoint_every``
-        blocks, or when told; then every top page held in memory is written in full."""
+        blocks, or when told; then every top page held in memory is written in full.
+        ``roots``: earlier blocks' state roots (a replay's), recorded for those of them
+        with no root record (lost in a crash: see ``durable_every_block``), as blocks whose
+        top pages were held in memory: their roots readable, their proofs not."""
         if self.read_only:
             raise StorageError(f"{self.path}: opened read-only")
         checkpoint = (
@@ -569,6 +584,10 @@ class StateCommitment:
         )
         record = [root, ref_raw, IN_MEMORY] if held else [root, ref_raw]
         batch.put(_block_key(ROOT_PREFIX, number), seal(rlp.encode(record)), meta)
+        for block, state_root in (roots or {}).items():
+            if block != number and self._meta.get(_block_key(ROOT_PREFIX, block)) is None:
+                lost = seal(rlp.encode([state_root, b"", IN_MEMORY]))
+                batch.put(_block_key(ROOT_PREFIX, block), lost, meta)
         # (versions held in memory were never on disk: nothing to prune; a checkpoint
         # supersedes those still held)
         garbage = [key for key in writer.garbage if key not in self._volatile]
@@ -585,7 +604,12 @@ class StateCommitment:
         if self.keep_versions is not None:
             self._prune(number, batch)
         self.last_batch = (batch.len(), batch.size_in_bytes())
-        write_synced(self._db, batch)
+        if self.durable_every_block:
+            write_synced(self._db, batch)
+        else:
+            write_unlogged(self._db, batch)
+            if checkpoint:  # (pages first: a page is on disk before any record naming it)
+                flush_all(self._db, FAMILIES)
         if checkpoint:  # every top page held in memory is superseded by one on disk now
             self._volatile.clear()
             self.checkpoint = number
@@ -651,12 +675,13 @@ class StateCommitment:
         writes: Mapping[StateKey, Any],
         wiped: Iterable[bytes],
         replay: bool = False,
+        roots: Mapping[int, bytes] | None = None,
     ) -> bytes:
         """``update`` then ``write``: one block, its state root. A replay is written as a
         checkpoint, and the loaded tries and pages are dropped after it: their leaves may
-        hold records read unchecked."""
+        hold records read unchecked. ``roots``: as ``write`` takes them."""
         self.update(writes, wiped, replay)
-        root = self.write(number, checkpoint=replay)
+        root = self.write(number, checkpoint=replay, roots=roots)
         if replay:
             self._forget(replay=True)
         return root

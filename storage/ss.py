@@ -10,8 +10,9 @@ One RocksDB (rocksdict, raw mode) with column families:
 - ``contract``: sequence ‖ 32-byte slot -> value (big-endian, no leading zeros);
 - ``code``: code hash -> code;
 - ``writeset``: 8-byte block number -> the keys the block wrote (``storage/writeset.py``:
-  their values are the flat state's), for the last ``writeset_window`` blocks (recovery
-  replays those since SC's last checkpoint), unless ``keep_writesets`` is off (validators);
+  their values are the flat state's), its state root and the block committed before it,
+  for the last ``writeset_window`` blocks (recovery replays those since SC's last
+  checkpoint), unless ``keep_writesets`` is off (validators);
 - ``meta``: layout version, next sequence, last committed block and its state root.
 
 A block's changes go in one atomic write batch (``write_block``), synced before it returns
@@ -49,7 +50,7 @@ from storage.keys import (
     decode_account,
     int_bytes,
 )
-from storage.writeset import encode_written_keys
+from storage.writeset import encode_writeset
 
 LAYOUT_VERSION = 7  # 3: page digests in child references, checksummed SC records;
 # 4: delta pages, stored in packs (a build of layout 3 would misread their references);
@@ -70,10 +71,22 @@ SYNCED = WriteOptions()
 SYNCED.sync = True
 
 
+UNLOGGED = WriteOptions()
+UNLOGGED.disable_wal = True
+
+
 def write_synced(db: Rdict, batch: WriteBatch) -> None:
     """Write ``batch`` atomically and durably: it returns once RocksDB's write-ahead log is
     fsync'd (and with it every earlier write of this DB), so a power cut keeps it."""
     db.write(batch, write_opt=SYNCED)
+
+
+def write_unlogged(db: Rdict, batch: WriteBatch) -> None:
+    """Write ``batch`` atomically to the memtables only, not to the write-ahead log: a crash
+    loses it unless a flush persisted it first (for a store that can be rebuilt from
+    another's log; a DB written so must never be written with the log too, or recovery
+    would replay a logged write over a state missing the unlogged ones before it)."""
+    db.write(batch, write_opt=UNLOGGED)
 
 
 class StorageError(RuntimeError):
@@ -110,9 +123,14 @@ def family_options(write_buffer_bytes: int | None = None) -> Options:
     return options
 
 
-def db_options(statistics: bool = False, write_buffer_bytes: int | None = None) -> Options:
-    """Options for our stores; ``statistics`` turns RocksDB's tickers on (benchmarks)."""
+def db_options(
+    statistics: bool = False, write_buffer_bytes: int | None = None, atomic_flush: bool = False
+) -> Options:
+    """Options for our stores; ``statistics`` turns RocksDB's tickers on (benchmarks);
+    ``atomic_flush`` flushes every column family together, so that a DB written without its
+    write-ahead log holds, after a crash, the families as of one write (``write_unlogged``)."""
     options = family_options(write_buffer_bytes)
+    options.set_atomic_flush(atomic_flush)
     options.create_if_missing(True)
     options.create_missing_column_families(True)
     if statistics:
@@ -425,7 +443,9 @@ class StateStorage:
                 batch.put(key[1], value, self._handles["code"])
         if self.keep_writesets:
             family = self._handles["writeset"]
-            batch.put(mark.number.to_bytes(8, "big"), encode_written_keys(writes, wiped), family)
+            last = self.last_committed()
+            record = encode_writeset(last and last.number, mark.state_root, writes, wiped)
+            batch.put(mark.number.to_bytes(8, "big"), record, family)
             if mark.number >= self.writeset_window:  # one leaves the window each block
                 batch.delete((mark.number - self.writeset_window).to_bytes(8, "big"), family)
         meta = self._handles["meta"]

@@ -8,9 +8,16 @@ blocks' records, reads the keys' values from State Storage and replays them as o
 State Storage (once flat, once in the record) for nothing: at 100,000 accounts, values were
 most of a block's 178 KB record.
 
-Encoding: RLP of ``[wiped addresses, [[address, account written, [slot, ...]], ...]]``,
-addresses in order, ``account written`` ``0x01`` or empty, slots as big-endian integers.
-Code is not named: the State Commitment has only its hash, in the account's fields.
+Each record also names the block State Storage committed before it and the block's state
+root: recovery follows the records back from State Storage's block to the checkpoint, so a
+record missing on the way is an error naming it, never a replay short of a block; and it
+gives the State Commitment back the roots of blocks whose records it lost (it writes the
+blocks between its checkpoints without a write-ahead log).
+
+Encoding: RLP of ``[previous block, state root, wiped addresses, [[address, account written,
+[slot, ...]], ...]]``, the previous block 8 bytes big-endian (empty: none), addresses in
+order, ``account written`` ``0x01`` or empty, slots as big-endian integers. Code is not
+named: the State Commitment has only its hash, in the account's fields.
 """
 
 from __future__ import annotations
@@ -62,7 +69,48 @@ class WrittenKeys:
         return writes, self.wiped
 
 
-def encode_written_keys(writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> bytes:
+@dataclass(frozen=True)
+class WriteSetRecord:
+    """One block's record: the block committed before it (None: the first), its state root,
+    the keys it wrote."""
+
+    previous: int | None
+    state_root: bytes
+    keys: WrittenKeys
+
+
+def encode_writeset(
+    previous: int | None,
+    state_root: bytes,
+    writes: Mapping[StateKey, Any],
+    wiped: Iterable[bytes],
+) -> bytes:
+    before = b"" if previous is None else previous.to_bytes(8, "big")
+    return encode_raw([before, state_root, *_written_keys(writes, wiped)])
+
+
+def decode_writeset(data: bytes) -> WriteSetRecord:
+    try:
+        previous, state_root, wiped, items = rlp.decode(data)
+    except (DecodingError, ValueError, TypeError) as err:
+        raise WriteSetError(f"not a write set record: {err}") from err
+    if not (
+        isinstance(previous, bytes)
+        and len(previous) in (0, 8)
+        and isinstance(state_root, bytes)
+        and len(state_root) == 32
+        and isinstance(wiped, list)
+        and isinstance(items, list)
+    ):
+        raise WriteSetError(
+            "not a write set record: its previous block (8 bytes or empty), state root (32 "
+            "bytes), wiped addresses and written keys (lists) are not as encoded"
+        )
+    number = int.from_bytes(previous, "big") if previous else None
+    return WriteSetRecord(number, state_root, _decode_keys(wiped, items))
+
+
+def _written_keys(writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> list[Any]:
     by_address: dict[bytes, tuple[list[bool], list[int]]] = {}
     for key in writes:
         if key[0] == ACCT:
@@ -73,12 +121,11 @@ def encode_written_keys(writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) 
         [address, WRITTEN if account[0] else b"", [int_bytes(slot) for slot in sorted(slots)]]
         for address, (account, slots) in sorted(by_address.items())
     ]
-    return encode_raw([sorted(set(wiped)), items])
+    return [sorted(set(wiped)), items]
 
 
-def decode_written_keys(data: bytes) -> WrittenKeys:
+def _decode_keys(wiped: Any, items: Any) -> WrittenKeys:
     try:
-        wiped, items = rlp.decode(data)
         accounts, slots = set(), set()
         for address, account, block_slots in items:
             if account not in (WRITTEN, b""):
@@ -88,7 +135,7 @@ def decode_written_keys(data: bytes) -> WrittenKeys:
             slots.update((address, int.from_bytes(slot, "big")) for slot in block_slots)
         return WrittenKeys(frozenset(accounts), frozenset(slots), frozenset(wiped))
     except (DecodingError, ValueError, TypeError) as err:
-        raise WriteSetError(f"not a record of written keys: {err}") from err
+        raise WriteSetError(f"not a write set record: {err}") from err
 
 
 def merge_written_keys(blocks: Iterable[WrittenKeys]) -> WrittenKeys:

@@ -23,12 +23,7 @@ from storage.ss import (
     StorageView,
     sweep_dead_secondaries,
 )
-from storage.writeset import (
-    WriteSetError,
-    decode_written_keys,
-    encode_written_keys,
-    merge_written_keys,
-)
+from storage.writeset import WriteSetError, decode_writeset, encode_writeset, merge_written_keys
 
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 7)]
 SLOTS = [0, 1, 2**255, 2**256 - 1]
@@ -100,7 +95,10 @@ def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
                     for s in SLOTS
                     if model.get(slot_key(address, s))
                 }
-            decoded = decode_written_keys(ss.writeset(number))  # (the keys, not the values)
+            record = decode_writeset(ss.writeset(number))
+            assert record.previous == (number - 1 if number > 1 else None)
+            assert record.state_root == b"\x01" * 32
+            decoded = record.keys  # (the keys, not the values)
             assert decoded.accounts == {k[1] for k in block_writes if k[0] == "acct"}
             assert decoded.slots == {(k[1], k[2]) for k in block_writes if k[0] == "slot"}
             assert decoded.wiped == frozenset(wiped)
@@ -158,7 +156,7 @@ def test_write_sets_are_kept_for_a_window_of_blocks(tmp_path):
         block = {acct_key(ADDRESSES[0]): AccountFields(number)}
         ss.write_block(CommitMark(number, b"\0" * 32), block, (), records(block))
     assert [n for n in range(8) if ss.writeset(n) is not None] == [5, 6, 7]
-    assert decode_written_keys(ss.writeset(7)).accounts == {ADDRESSES[0]}
+    assert decode_writeset(ss.writeset(7)).keys.accounts == {ADDRESSES[0]}
     ss.close()
     with pytest.raises(ValueError, match="at least the last block"):
         StateStorage(tmp_path / "ss", writeset_window=0)
@@ -354,7 +352,8 @@ def test_merged_written_keys_with_the_later_values_leave_the_state_the_blocks_le
     for writes, wiped in blocks[2:]:
         in_turn.apply(writes, wiped)
     merged = merge_written_keys(
-        decode_written_keys(encode_written_keys(writes, wiped)) for writes, wiped in blocks[2:]
+        decode_writeset(encode_writeset(None, b"\0" * 32, writes, wiped)).keys
+        for writes, wiped in blocks[2:]
     )
     at_once.apply(*merged.replayed(lambda keys: [in_turn.get(key) for key in keys]))
     assert at_once.data == in_turn.data
@@ -362,8 +361,18 @@ def test_merged_written_keys_with_the_later_values_leave_the_state_the_blocks_le
         assert any(wiped for _, wiped in blocks[3:])
 
 
-def test_a_corrupt_record_of_written_keys_is_named():
-    with pytest.raises(WriteSetError, match="not a record of written keys"):
-        decode_written_keys(b"\x83abc")
-    with pytest.raises(WriteSetError, match="account flag"):
-        decode_written_keys(rlp.encode([[], [[ADDRESSES[0], b"\x02", []]]]))
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x83abc",
+        rlp.encode([b"", b"\0" * 32, [], [[ADDRESSES[0], b"\x02", []]]]),  # (a bad flag)
+        rlp.encode([b"\0" * 7, b"\0" * 32, [], []]),  # (a previous block of 7 bytes)
+        rlp.encode([b"", b"\0" * 31, [], []]),
+        rlp.encode([b"", b"\0" * 32, b"", []]),
+        rlp.encode([b"", b"\0" * 32, [], [[ADDRESSES[0], b"", b"\x05"]]]),
+    ],
+    ids=["not-rlp", "account-flag", "previous", "root", "wiped", "slots"],
+)
+def test_a_corrupt_write_set_record_is_named(data):
+    with pytest.raises(WriteSetError, match="not a write set record"):
+        decode_writeset(data)
