@@ -6,11 +6,13 @@ run)."""
 import gc
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 from support import paged_storage_blocks, random_state_blocks
 
+import storage.committer
 from compute_unit.state import DictSnapshot
 from storage.committer import CRASH_POINTS, Committer
 from storage.reference_trie import TrieCommitter
@@ -114,27 +116,45 @@ def test_write_sets_are_kept_back_to_the_last_checkpoint_by_default(tmp_path):
     committer.close()
 
 
-def test_the_cyclic_collector_runs_only_once_a_block_has_committed(tmp_path):
+def test_the_cyclic_collector_stays_off_a_commit_but_every_full_collect_every(
+    tmp_path, monkeypatch
+):
     """A block's commit runs with Python's cyclic collector off (its many new objects were
-    scanned over and over as they aged: a third of a cold block), then collects the young
-    generations once; the collector is on again after, and stays off if it was off."""
+    scanned over and over as they aged: a third of a cold block) and freezes what it made
+    uncollected (a collection found nothing, at a seventh of a commit): no collection runs
+    in a commit but the full one every ``FULL_COLLECT_EVERY`` blocks, which reclaims a
+    garbage cycle frozen meanwhile. The collector is on again after, and stays off if it
+    was off."""
+    monkeypatch.setattr(storage.committer, "FULL_COLLECT_EVERY", 3)
     collections: list[int] = []
 
     def started(phase: str, info: dict) -> None:
         if phase == "start":
             collections.append(info["generation"])
 
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
     committer = Committer(tmp_path / "data", levels=1, page_target=512)
+    blocks = random_state_blocks(3, 4, 400)
+    committer.commit(1, *blocks[0])  # (the collections so far: the committer's first is 2)
     gc.callbacks.append(started)
     try:
-        for number, (writes, wiped) in enumerate(random_state_blocks(3, 4, 400), start=1):
+        cycle = Cycle()
+        alive = weakref.ref(cycle)
+        for number in (2, 3):
             collections.clear()
-            committer.commit(number, writes, wiped)
-            assert collections == [1]  # (``_settle_garbage``'s, alone)
-            assert gc.isenabled()
+            committer.commit(number, *blocks[number - 1])
+            if number == 2:
+                del cycle  # (garbage now, frozen by the next commit)
+                assert collections == [] and gc.isenabled()
+        assert collections == [2]  # (block 3, the third commit: the full collection)
+        assert alive() is None
+        collections.clear()
         gc.disable()
-        committer.commit(5, *random_state_blocks(4, 1, 400)[0])
-        assert not gc.isenabled()
+        committer.commit(4, *blocks[3])
+        assert not gc.isenabled() and collections == []
     finally:
         gc.enable()
         gc.callbacks.remove(started)
