@@ -7,7 +7,7 @@ its bytecode, ``('slot', address, slot)`` one storage word. Values are ``Account
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -119,8 +119,16 @@ class StoredState(Protocol):
         """An account's non-zero storage slots, (slot, value) in any order."""
         ...
 
+    def storages(self, addresses: Iterable[bytes]) -> Mapping[bytes, Iterable[tuple[int, int]]]:
+        """``storage`` of many accounts at once (a block's small storage tries)."""
+        ...
+
     def record_by_hash(self, hashed_address: bytes) -> bytes | None:
         """The account record (the account trie's leaf value) of keccak(address)."""
+        ...
+
+    def records_by_hash(self, hashed_addresses: Sequence[bytes]) -> list[bytes | None]:
+        """``record_by_hash`` of many accounts at once (a block's changed leaves)."""
         ...
 
 

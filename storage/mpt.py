@@ -113,6 +113,15 @@ class Leaf(Node):
         return leaf
 
     @property
+    def fetched(self) -> bool:
+        """Whether the leaf has its value (or is still to ``fetch`` it)."""
+        return self._value is not None
+
+    def supply(self, value: bytes) -> None:
+        """Give the leaf the value ``fetch`` would (fetched with others', in one batch)."""
+        self._value = value
+
+    @property
     def value(self) -> bytes:
         if self._value is None:
             assert self.fetch is not None, "a leaf without a value or a way to fetch it"

@@ -402,8 +402,15 @@ class StateCommitment:
         against the storage root the account records unless ``check`` is off."""
         return self._storage_of(address, (accounts or self.accounts).leaf(keccak(address)), check)
 
-    def _storage_of(self, address: bytes, leaf: Leaf | None, check: bool) -> Trie:
-        """``storage_trie`` given the account's leaf."""
+    def _storage_of(
+        self,
+        address: bytes,
+        leaf: Leaf | None,
+        check: bool,
+        stored: Mapping[bytes, Iterable[tuple[int, int]]] | None = None,
+    ) -> Trie:
+        """``storage_trie`` given the account's leaf (and ``stored``: State Storage's slots
+        of accounts read already, maybe this one's)."""
         if leaf is None:
             return Trie(None, self._load)
         if leaf.sub is not None and self._replaying:
@@ -422,7 +429,11 @@ class StateCommitment:
         trie = Trie.build(
             (
                 (keccak(slot.to_bytes(32, "big")), encode_raw(int_bytes(value)))
-                for slot, value in self.ss.storage(address)
+                for slot, value in (
+                    stored[address]
+                    if stored is not None and address in stored
+                    else self.ss.storage(address)
+                )
             ),
             self._load,
         )
@@ -493,6 +504,18 @@ class StateCommitment:
                 for address in {key[1] for key in writes if key[0] == ACCT} | set(slots)
             )
         }
+        # (what the block reads of State Storage, read in batches: the changed accounts'
+        # records, and the slots of the storage tries it may rebuild from State Storage)
+        self._fetch_many(leaf for _, leaf in leaves.values())
+        rebuilt = [
+            address
+            for address in slots
+            if address not in wiped
+            and address not in self._pending
+            and (leaf := leaves[address][1]) is not None
+            and leaf.sub is None
+        ]
+        stored = self.ss.storages(rebuilt) if self.ss is not None and rebuilt else None
         storage_roots = {}
         for address, changes in slots.items():
             leaf = leaves[address][1]
@@ -500,7 +523,9 @@ class StateCommitment:
             if address in wiped:
                 trie = Trie(None, self._load)
             else:
-                trie = self._pending.get(address) or self._storage_of(address, leaf, not replay)
+                trie = self._pending.get(address) or self._storage_of(
+                    address, leaf, not replay, stored
+                )
             # (the last write of a slot wins, as the block's order had it)
             last = {keccak(slot.to_bytes(32, "big")): value for slot, value in changes}
             trie.put_many(
@@ -646,13 +671,26 @@ class StateCommitment:
         leaf's hash (except in a replay, when State Storage is a block ahead: the records
         it gives are then this block's, which the replay writes anyway)."""
         assert leaf.key is not None, "a hashed leaf without its key"
-        key = "0x" + leaf.key.hex()
         if self.ss is None:
             raise StorageError(
-                f"{self.path}: account leaf {key} keeps only its hash, and this State "
+                f"{self.path}: account leaf 0x{leaf.key.hex()} keeps only its hash, and this State "
                 "Commitment was opened without State Storage to read its record from"
             )
-        record = self.ss.record_by_hash(leaf.key)
+        return self._checked(leaf, self.ss.record_by_hash(leaf.key))
+
+    def _fetch_many(self, leaves: Iterable[Leaf | None]) -> None:
+        """``_fetch`` for the hashed leaves among ``leaves`` still without a value, their
+        records read from State Storage in one batch (a block changes thousands)."""
+        unfetched = [leaf for leaf in leaves if leaf is not None and not leaf.fetched]
+        if self.ss is None or not unfetched:
+            return
+        records = self.ss.records_by_hash([leaf.key for leaf in unfetched])  # type: ignore[misc]
+        for leaf, record in zip(unfetched, records, strict=True):
+            leaf.supply(self._checked(leaf, record))
+
+    def _checked(self, leaf: Leaf, record: bytes | None) -> bytes:
+        """``record``, State Storage's of a hashed leaf, checked against the leaf's hash."""
+        key = "0x" + leaf.key.hex()  # type: ignore[union-attr]
         if record is None and self._replaying:
             # deleted by a block the replay holds, and so deleted by it too: this leaf only
             # moves on its way out (a survivor would give a root recovery refuses)

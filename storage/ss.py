@@ -365,15 +365,44 @@ class StateStorage:
         seq = self._cf["hashed"].get(hashed_address)
         return None if seq is None else self._cf["account"].get(seq)
 
+    def records_by_hash(self, hashed_addresses: Sequence[bytes]) -> list[bytes | None]:
+        """``record_by_hash`` of many accounts, in two batched lookups."""
+        if not hashed_addresses:
+            return []
+        seqs = self._cf["hashed"].get(list(hashed_addresses))
+        records = self._multi("account", sorted({seq for seq in seqs if seq is not None}))
+        return [None if seq is None else records.get(seq) for seq in seqs]
+
     def storage(self, address: bytes) -> Iterator[tuple[int, int]]:
         """Every non-zero slot of an account, in slot order."""
-        seq = self.sequence_of(address)
-        if seq is None:
-            return
-        for key, value in self._cf["contract"].items(from_key=seq):
-            if key[:SEQ_BYTES] != seq:
-                return
-            yield int.from_bytes(key[SEQ_BYTES:], "big"), int.from_bytes(value, "big")
+        return iter(self.storages([address])[address])
+
+    def storages(self, addresses: Iterable[bytes]) -> dict[bytes, list[tuple[int, int]]]:
+        """``storage`` of many accounts: their sequences in one batched lookup, then one
+        iterator seeking each in turn (one made per account cost more than its slots did:
+        a block rebuilds a thousand small storage tries from here)."""
+        addresses = sorted(set(addresses))
+        found: dict[bytes, list[tuple[int, int]]] = {address: [] for address in addresses}
+        seqs = self._cf["index"].get(addresses) if addresses else []
+        located = sorted(
+            (seq, address) for address, seq in zip(addresses, seqs, strict=True) if seq
+        )
+        if not located:
+            return found
+        cursor = self._cf["contract"].iter()
+        for seq, address in located:
+            slots = found[address]
+            cursor.seek(seq)
+            while cursor.valid():
+                key = cursor.key()
+                if key[:SEQ_BYTES] != seq:
+                    break
+                slots.append(
+                    (int.from_bytes(key[SEQ_BYTES:], "big"), int.from_bytes(cursor.value(), "big"))
+                )
+                cursor.next()
+        del cursor  # (an iterator holds the DB open: let go before any close)
+        return found
 
     def writeset(self, number: int) -> bytes | None:
         return self._cf["writeset"].get(number.to_bytes(8, "big"))

@@ -9,6 +9,7 @@ import threading
 import pytest
 import rlp
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
+from eth_hash.auto import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import random_state_blocks
@@ -88,6 +89,8 @@ def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
             expected = [model.get(key) for key in all_keys()]
             assert ss.get_many(all_keys()) == expected
             assert [ss.get(key) for key in all_keys()] == expected
+            batched = ss.storages([*ADDRESSES, b"\x77" * 20])  # (one never stored)
+            assert batched[b"\x77" * 20] == []
             for address in ADDRESSES:
                 stored = dict(ss.storage(address))
                 assert stored == {
@@ -95,6 +98,10 @@ def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
                     for s in SLOTS
                     if model.get(slot_key(address, s))
                 }
+                assert batched[address] == sorted(stored.items())
+            hashed = [keccak(address) for address in ADDRESSES] + [b"\x77" * 32]
+            assert ss.records_by_hash(hashed) == [ss.record_by_hash(h) for h in hashed]
+            assert ss.records_by_hash(hashed)[-1] is None
             record = decode_writeset(ss.writeset(number))
             assert record.previous == (number - 1 if number > 1 else None)
             assert record.state_root == b"\x01" * 32
