@@ -111,15 +111,23 @@ def decode_writeset(data: bytes) -> WriteSetRecord:
 
 
 def _written_keys(writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> list[Any]:
-    by_address: dict[bytes, tuple[list[bool], list[int]]] = {}
-    for key in writes:
-        if key[0] == ACCT:
-            by_address.setdefault(key[1], ([False], []))[0][0] = True
-        elif key[0] == SLOT:
-            by_address.setdefault(key[1], ([False], []))[1].append(key[2])
+    accounts: set[bytes] = set()
+    slots: dict[bytes, list[int]] = {}
+    for key in writes:  # (a block writes thousands of keys: no per-key allocation but these)
+        if key[0] == SLOT:
+            if key[1] in slots:
+                slots[key[1]].append(key[2])
+            else:
+                slots[key[1]] = [key[2]]
+        elif key[0] == ACCT:
+            accounts.add(key[1])
     items = [
-        [address, WRITTEN if account[0] else b"", [int_bytes(slot) for slot in sorted(slots)]]
-        for address, (account, slots) in sorted(by_address.items())
+        [
+            address,
+            WRITTEN if address in accounts else b"",
+            [int_bytes(slot) for slot in sorted(slots[address])] if address in slots else [],
+        ]
+        for address in sorted(accounts | slots.keys())
     ]
     return [sorted(set(wiped)), items]
 
