@@ -24,6 +24,12 @@ from sha3 import keccak_256  # (eth-hash's backend, called directly: a block has
 Raw = Any  # an RLP structure: bytes or a list of them
 
 
+def keccak(data: bytes) -> bytes:
+    """Keccak-256 of ``data``, by eth-hash's backend called directly (eth-hash's wrapper
+    cost several times the hash: a block also hashes ~10,000 addresses, slots, records)."""
+    return keccak_256(data).digest()
+
+
 _TO_HEX = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
 _FROM_HEX = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
 

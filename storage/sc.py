@@ -50,7 +50,6 @@ from typing import Any
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
-from eth_hash.auto import keccak
 from rlp.codec import encode_raw
 from rocksdict import Options, WriteBatch
 
@@ -64,7 +63,7 @@ from storage.keys import (
     encode_account,
     int_bytes,
 )
-from storage.mpt import Leaf, Node, Stub, Trie, hp_encode
+from storage.mpt import Leaf, Node, Stub, Trie, hp_encode, keccak
 from storage.pages import (
     PACK_DEPTH,
     Entry,
