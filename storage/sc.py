@@ -66,6 +66,7 @@ from storage.keys import (
 from storage.mpt import Leaf, Node, Stub, Trie, hp_encode, keccak
 from storage.pages import (
     PACK_DEPTH,
+    PAGE_KEY_BYTES,
     Entry,
     Page,
     PageError,
@@ -182,8 +183,10 @@ class StateCommitment:
         # False: the blocks between checkpoints are written without the write-ahead log (a
         # crash loses them; recovery goes back to the last checkpoint anyway and replays
         # State Storage's write sets), and a checkpoint is made durable by flushing the
-        # memtables, every family at once (``atomic_flush``), so a crash leaves the pages
-        # and their records as of one block
+        # memtables, pages first, then their records: RocksDB's own flushes persist every
+        # family as of one write (``atomic_flush``), but one asked for flushes one family,
+        # so after a crash the pages are never behind their records (pages ahead of them
+        # are orphans: ``_drop_orphans``)
         self.durable_every_block = durable_every_block
         if options is None:
             options = db_options(write_buffer_bytes=write_buffer_bytes)
@@ -211,6 +214,8 @@ class StateCommitment:
         self._next_seq = int.from_bytes(self._meta.get(META_NEXT_SEQ, b"\0"), "big")
         mark = self.last_committed()
         self.number = mark.number if mark else 0
+        if mark is not None and not read_only:
+            self._drop_orphans(mark.number)
         # the last block whose trie is wholly on disk (None: nothing written yet); blocks
         # after it are replayed from State Storage's write sets (``storage/committer.py``)
         stored = self._meta.get(META_CHECKPOINT)
@@ -230,6 +235,18 @@ class StateCommitment:
         self.bytes_written = 0
         self.splits = 0  # pages split off an oversized page, since open
         self.merges = 0  # underfull sibling pages merged away, since open
+
+    def _drop_orphans(self, last: int) -> None:
+        """Delete the pages (and packs) of versions after ``last``, SC's last block: none is
+        reachable, and no block's garbage lists them. A kill between a checkpoint's two
+        flushes (pages, then meta: RocksDB flushes one family at a time when asked) leaves
+        them; recovery rolls SC back and replays without them, and pruning never would."""
+        start = page_key(last + 1, 0, 0)
+        if next(iter(self._pages.keys(from_key=start)), None) is None:
+            return
+        batch = WriteBatch(raw_mode=True)
+        batch.delete_range(start, b"\xff" * (PAGE_KEY_BYTES + 1), self._handles["pages"])
+        write_synced(self._db, batch)
 
     def close(self) -> None:
         """Release the DB (column-family views and handles hold it open too); once."""

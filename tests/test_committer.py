@@ -304,6 +304,49 @@ def test_a_write_set_missing_between_the_checkpoint_and_ss_is_named(tmp_path, fa
         Committer(data, checkpoint_every=4)
 
 
+BETWEEN_FLUSHES_CHILD = """
+import os, signal, sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import storage.sc
+from support import random_state_blocks
+from storage.committer import Committer
+flush_all = storage.sc.flush_all
+committer = Committer({data!r}, checkpoint_every=4, keep_versions=8)
+def killed_between(db, families):
+    if committer.sc.number == 8:  # (SC writing block 9, a checkpoint: 1, 5, 9)
+        pages = db.get_column_family("pages")
+        pages.flush()
+        pages.close()
+        os.kill(os.getpid(), signal.SIGKILL)  # (before meta's flush)
+    flush_all(db, families)
+storage.sc.flush_all = killed_between
+for number, (writes, wiped) in enumerate(random_state_blocks(3, 9, 300), start=1):
+    committer.commit(number, writes, wiped)
+"""
+
+
+def test_pages_left_by_a_kill_between_a_checkpoints_flushes_are_deleted(tmp_path):
+    """Killed at checkpoint 9 between the flush of SC's pages and that of their records
+    (RocksDB flushes one family at a time when asked): SC is found at block 5, with pages
+    of versions 6 to 9 that nothing reaches and no block's garbage lists. Recovery is
+    right, and the pages are deleted on open; pruning would never have."""
+    data = tmp_path / "data"
+    script = BETWEEN_FLUSHES_CHILD.format(repo=str(REPO), tests=str(REPO / "tests"), data=str(data))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    committer = Committer(data, checkpoint_every=4, keep_versions=8)
+    assert committer.recovery == "rolled SC forward to block 9"
+    blocks = random_state_blocks(3, 40, 300)
+    trie = TrieCommitter([])
+    roots = [trie.commit(writes, wiped, lambda h: b"") for writes, wiped in blocks]
+    assert committer.state_root == roots[8]
+    for number, (writes, wiped) in enumerate(blocks[9:], start=10):
+        assert committer.commit(number, writes, wiped) == roots[number - 1]
+    versions = {int.from_bytes(key[:8], "big") for key, _ in committer.sc._pages.items()}
+    assert not versions & {6, 7, 8}  # (replayed as block 9; 31 blocks pruned since)
+    committer.close()
+
+
 def test_ss_ahead_without_write_sets_is_refused(tmp_path):
     data = tmp_path / "data"
     committer = Committer(data, keep_writesets=False)
