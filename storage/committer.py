@@ -53,7 +53,7 @@ from storage.ss import (
     db_options,
 )
 from storage.write_behind import InFlight
-from storage.writeset import decode_writeset, merge_written_keys
+from storage.writeset import WriteSetRecord, decode_writeset, merge_written_keys
 
 CRASH_POINTS = ("before_writes", "after_sc", "after_ss")
 DEFAULT_CHECKPOINT_EVERY = 32  # blocks between SC's checkpoints of its top pages
@@ -190,6 +190,12 @@ class Committer:
                 f"{self.data_dir}: SS holds block {at_ss}, SC block {at_sc}, and SS keeps no "
                 "write sets to roll SC forward with"
             )
+        if ss is None and self.sc.holds_one_block():  # (a crash in the first block's
+            # commit, SC's write done, SS's not: no block is committed, and SC is emptied)
+            self.sc.reset()
+            self.sc.close()
+            self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)
+            return f"emptied SC: SS holds no block, SC block {at_sc} alone"
         # (SS syncs each block before the next is written, so SC can be at most one ahead;
         # SC is durable at its checkpoints only, so with write sets it may be further behind)
         if at_ss < 0 or at_sc > at_ss + 1 or (at_ss > at_sc + 1 and not self.ss.keep_writesets):
@@ -197,6 +203,10 @@ class Committer:
                 f"{self.data_dir}: SS at block {at_ss} and SC at block {at_sc} are too far apart"
             )
         base = self.sc.last_checkpoint(at_ss)
+        if base is None and sc is None:  # (a crash in the first block's commit, SS's write
+            # done, SC's not: SC is built from the write sets SS keeps from the first block)
+            self._replay(None, at_ss, ss.state_root)
+            return f"rolled SC forward to block {at_ss}"
         if base is None:
             raise StorageError(
                 f"{self.data_dir}: SC holds no checkpoint at or before SS's block {at_ss}"
@@ -212,12 +222,14 @@ class Committer:
             steps.append(f"rolled SC forward to block {at_ss}")
         return ", ".join(steps)
 
-    def _replay(self, base: int, number: int, root: bytes) -> None:
-        """SC from block ``base`` to ``number`` by SS's write sets of the blocks between,
-        followed back from ``number`` (each record names the block before it) to ``base``."""
-        kept = self.ss.writesets(base, number)
-        records, block = {}, number
-        while block != base:
+    def _replay(self, base: int | None, number: int, root: bytes) -> None:
+        """SC from block ``base`` (None: from empty) to ``number`` by SS's write sets of the
+        blocks between, followed back from ``number`` (each record names the block before
+        it) to ``base``, or to the first block (a record naming none)."""
+        kept = self.ss.writesets(-1 if base is None else base, number)
+        records: dict[int, WriteSetRecord] = {}
+        block: int | None = number
+        while block is not None and block != base:
             if block not in kept:
                 raise StorageError(
                     f"{self.data_dir}: SS holds block {number}, SC block {base}, and SS keeps no "
@@ -225,7 +237,7 @@ class Committer:
                 )
             records[block] = decode_writeset(kept[block])
             previous = records[block].previous
-            if previous is None or previous < base:
+            if base is not None and (previous is None or previous < base):
                 raise StorageError(
                     f"{self.data_dir}: SS's write set of block {block} follows block {previous}, "
                     f"not one after SC's checkpoint {base}: SC cannot be rolled forward"

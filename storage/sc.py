@@ -88,6 +88,7 @@ from storage.pages import (
     unseal,
 )
 from storage.ss import (
+    META_LAYOUT,
     CommitMark,
     StorageError,
     check_layout,
@@ -235,6 +236,28 @@ class StateCommitment:
         self.bytes_written = 0
         self.splits = 0  # pages split off an oversized page, since open
         self.merges = 0  # underfull sibling pages merged away, since open
+
+    def holds_one_block(self) -> bool:
+        """Whether SC holds a single block and has never pruned (its first block alone)."""
+        if self._meta.get(META_PRUNED) is not None:
+            return False
+        records = iter(self._meta.keys(from_key=ROOT_PREFIX))
+        first, second = next(records, None), next(records, None)
+        return (
+            first is not None
+            and first.startswith(ROOT_PREFIX)
+            and not (second is not None and second.startswith(ROOT_PREFIX))
+        )
+
+    def reset(self) -> None:
+        """Forget everything (its layout kept); reopen to see it. For a first block that
+        State Storage never got: a crash between the two stores' writes of it."""
+        batch = WriteBatch(raw_mode=True)
+        batch.delete_range(b"", b"\xff" * (PAGE_KEY_BYTES + 1), self._handles["pages"])
+        for key, _ in self._meta.items():
+            if key != META_LAYOUT:
+                batch.delete(key, self._handles["meta"])
+        write_synced(self._db, batch)
 
     def _drop_orphans(self, last: int) -> None:
         """Delete the pages (and packs) of versions after ``last``, SC's last block: none is

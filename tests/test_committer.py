@@ -347,6 +347,57 @@ def test_pages_left_by_a_kill_between_a_checkpoints_flushes_are_deleted(tmp_path
     committer.close()
 
 
+FIRST_BLOCK_CHILD = """
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+{prelude}
+from support import random_state_blocks
+from storage.committer import Committer
+committer = Committer({data!r}, keep_writesets={keep!r})
+committer.commit(0, *random_state_blocks(7, 1)[0], crash_at={point!r})
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["write-sets", "validator"])
+@pytest.mark.parametrize("power_cut", [False, True], ids=["kill", "power-cut"])
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_kill_in_the_first_blocks_commit_recovers(tmp_path, point, power_cut, keep):
+    """The first block (a genesis) killed between the stores' writes: SS's done, SC is built
+    from SS's write set (no checkpoint to start from); SC's done alone (SS holds no block),
+    SC is emptied and the block can be committed again. Either way the store opens."""
+    data = tmp_path / "data"
+    script = FIRST_BLOCK_CHILD.format(
+        prelude=POWER_CUT if power_cut else "",
+        repo=str(REPO),
+        tests=str(REPO / "tests"),
+        data=str(data),
+        keep=keep,
+        point=point,
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    writes, wiped = random_state_blocks(7, 1)[0]
+    root = TrieCommitter([]).commit(writes, wiped, lambda h: b"")
+    committer = Committer(data, keep_writesets=keep)
+    # (without write sets SC is written first: SS's write done means SC's is too)
+    ss_done = point == "after_ss"
+    sc_done = point == "after_sc" or (ss_done and not keep)
+    expected = {
+        (False, False): "empty",
+        (False, True): "emptied SC: SS holds no block, SC block 0 alone",
+        (True, False): "rolled SC forward to block 0",
+        (True, True): "consistent",
+    }[ss_done, sc_done]
+    assert committer.recovery == expected
+    if ss_done:
+        assert committer.mark.number == 0 and committer.state_root == root
+    else:
+        assert committer.mark is None
+        assert committer.load_genesis(writes.items()) == root
+    assert committer.sc.last_committed() == committer.mark
+    committer.close()
+
+
 def test_ss_ahead_without_write_sets_is_refused(tmp_path):
     data = tmp_path / "data"
     committer = Committer(data, keep_writesets=False)
