@@ -55,6 +55,20 @@ storage.ss.open_rocksdb = storage.sc.open_rocksdb = unsynced_writes_lost
 """
 
 
+def run_killed(child: str, data: Path, power_cut: bool = False, **fields: object) -> None:
+    """Run a child script (``child``, formatted with ``fields``, the repository, the tests
+    and ``data``), which must end killed (``power_cut``: every write it did not sync lost)."""
+    script = child.format(
+        prelude=POWER_CUT if power_cut else "",
+        repo=str(REPO),
+        tests=str(REPO / "tests"),
+        data=str(data),
+        **fields,
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+
+
 def kill_mid_commit(
     tmp_path: Path,
     point: str,
@@ -66,19 +80,16 @@ def kill_mid_commit(
     """A child process commits BLOCKS - 1 blocks, then is killed at ``point`` of the next
     (``power_cut``: and every write it did not sync is lost)."""
     data = tmp_path / "data"
-    script = CHILD.format(
-        prelude=POWER_CUT if power_cut else "",
-        repo=str(REPO),
-        tests=str(REPO / "tests"),
-        data=str(data),
+    run_killed(
+        CHILD,
+        data,
+        power_cut,
         count=BLOCKS,
         point=point,
         keep=keep_writesets,
         background=background,
         every=checkpoint_every,
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert result.returncode == -9, result.stderr.decode()[-2000:]
     return data
 
 
@@ -221,15 +232,7 @@ def test_a_paged_storage_trie_changed_since_the_checkpoint_recovers(tmp_path, po
     recovery replays blocks 2 and 3, which changed a paged storage trie. The replay reads
     the account's record from State Storage, whose storage root is block 3's, while the
     storage pages are block 1's: the trie is taken from its pages, not from that root."""
-    script = PAGED_CHILD.format(
-        prelude=POWER_CUT if power_cut else "",
-        repo=str(REPO),
-        tests=str(REPO / "tests"),
-        data=str(tmp_path / "data"),
-        point=point,
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    run_killed(PAGED_CHILD, tmp_path / "data", power_cut, point=point)
     blocks = paged_storage_blocks()
     trie = TrieCommitter([])
     roots = [trie.commit(writes, wiped, lambda h: b"") for writes, wiped in blocks]
@@ -255,9 +258,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def killed_after_seven_blocks(tmp_path: Path) -> Path:
     """A child commits 7 blocks, SC checkpointing blocks 1 and 5, and is killed after."""
     data = tmp_path / "data"
-    script = UNLOGGED_CHILD.format(repo=str(REPO), tests=str(REPO / "tests"), data=str(data))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    run_killed(UNLOGGED_CHILD, data)
     return data
 
 
@@ -331,9 +332,7 @@ def test_pages_left_by_a_kill_between_a_checkpoints_flushes_are_deleted(tmp_path
     of versions 6 to 9 that nothing reaches and no block's garbage lists. Recovery is
     right, and the pages are deleted on open; pruning would never have."""
     data = tmp_path / "data"
-    script = BETWEEN_FLUSHES_CHILD.format(repo=str(REPO), tests=str(REPO / "tests"), data=str(data))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    run_killed(BETWEEN_FLUSHES_CHILD, data)
     committer = Committer(data, checkpoint_every=4, keep_versions=8)
     assert committer.recovery == "rolled SC forward to block 9"
     blocks = random_state_blocks(3, 40, 300)
@@ -366,16 +365,7 @@ def test_a_kill_in_the_first_blocks_commit_recovers(tmp_path, point, power_cut, 
     from SS's write set (no checkpoint to start from); SC's done alone (SS holds no block),
     SC is emptied and the block can be committed again. Either way the store opens."""
     data = tmp_path / "data"
-    script = FIRST_BLOCK_CHILD.format(
-        prelude=POWER_CUT if power_cut else "",
-        repo=str(REPO),
-        tests=str(REPO / "tests"),
-        data=str(data),
-        keep=keep,
-        point=point,
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    run_killed(FIRST_BLOCK_CHILD, data, power_cut, keep=keep, point=point)
     writes, wiped = random_state_blocks(7, 1)[0]
     root = TrieCommitter([]).commit(writes, wiped, lambda h: b"")
     committer = Committer(data, keep_writesets=keep)
