@@ -23,7 +23,9 @@ the root SS recorded (SS keeps write sets as far back as that, ``checkpoint_ever
 unless told otherwise); SS one block ahead (a crash after SS's batch, before SC's) and SC
 one ahead (after SC's, before SS's) are cases of it. A store without write sets (validators)
 checkpoints every block and writes SC first, then SS, so SC can only be ahead, and is rolled
-back. Anything else is an error naming both marks; nothing is ever guessed.
+back. A crash in the first block's commit is the same: an empty SC is built from SS's write
+sets, and an SC holding a first block that SS never got is emptied. Anything else is an
+error naming both marks; nothing is ever guessed.
 
 A write-behind commit (``background=True``) returns the root once SC has merkelized, and
 writes both stores on a thread of its own while the next block runs; that block reads the
