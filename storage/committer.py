@@ -89,10 +89,7 @@ class Committer:
             writeset_window = max(1, checkpoint_every)
         checkpoint_every = min(checkpoint_every, writeset_window) if keep_writesets else 1
         self.ss_options = db_options(statistics, write_buffer_bytes)
-        # with write sets, SC need be durable only at its checkpoints (recovery goes back to
-        # the last one and replays the write sets since): the blocks between are written
-        # without RocksDB's write-ahead log, a checkpoint flushed
-        self.sc_options = db_options(statistics, write_buffer_bytes, atomic_flush=keep_writesets)
+        self.sc_options = db_options(statistics, write_buffer_bytes)
         self.ss = StateStorage(
             self.data_dir / "ss",
             keep_writesets=keep_writesets,
@@ -108,6 +105,8 @@ class Committer:
             "write_buffer_bytes": write_buffer_bytes,
             "ss": self.ss,  # (account records and small storage tries are State Storage's)
             "checkpoint_every": max(1, checkpoint_every),
+            # with write sets, SC need be durable only at its checkpoints (recovery goes back
+            # to the last one and replays the write sets since)
             "durable_every_block": not keep_writesets,
         }
         self.sc = StateCommitment(self.data_dir / "sc", **self._sc_options)

@@ -124,6 +124,7 @@ DEFAULT_DELTA_RATIO = 2.0  # ... or before their bytes reach this share of the f
 
 
 _UNWRITTEN = object()  # an account a block's writes leave as it was
+_PAST_PAGES = b"\xff" * (PAGE_KEY_BYTES + 1)  # after every page and pack key
 
 
 def _block_key(prefix: bytes, number: int) -> bytes:
@@ -191,7 +192,7 @@ class StateCommitment:
         self.durable_every_block = durable_every_block
         if options is None:
             options = db_options(write_buffer_bytes=write_buffer_bytes)
-        options.set_atomic_flush(not durable_every_block)
+        options.set_atomic_flush(not durable_every_block)  # (on the options given, too)
         self._db = open_rocksdb(
             self.path,
             FAMILIES,
@@ -253,7 +254,7 @@ class StateCommitment:
         """Forget everything (its layout kept); reopen to see it. For a first block that
         State Storage never got: a crash between the two stores' writes of it."""
         batch = WriteBatch(raw_mode=True)
-        batch.delete_range(b"", b"\xff" * (PAGE_KEY_BYTES + 1), self._handles["pages"])
+        batch.delete_range(b"", _PAST_PAGES, self._handles["pages"])
         for key, _ in self._meta.items():
             if key != META_LAYOUT:
                 batch.delete(key, self._handles["meta"])
@@ -268,7 +269,7 @@ class StateCommitment:
         if next(iter(self._pages.keys(from_key=start)), None) is None:
             return
         batch = WriteBatch(raw_mode=True)
-        batch.delete_range(start, b"\xff" * (PAGE_KEY_BYTES + 1), self._handles["pages"])
+        batch.delete_range(start, _PAST_PAGES, self._handles["pages"])
         write_synced(self._db, batch)
 
     def close(self) -> None:

@@ -123,14 +123,9 @@ def family_options(write_buffer_bytes: int | None = None) -> Options:
     return options
 
 
-def db_options(
-    statistics: bool = False, write_buffer_bytes: int | None = None, atomic_flush: bool = False
-) -> Options:
-    """Options for our stores; ``statistics`` turns RocksDB's tickers on (benchmarks);
-    ``atomic_flush`` flushes every column family together, so that a DB written without its
-    write-ahead log holds, after a crash, the families as of one write (``write_unlogged``)."""
+def db_options(statistics: bool = False, write_buffer_bytes: int | None = None) -> Options:
+    """Options for our stores; ``statistics`` turns RocksDB's tickers on (benchmarks)."""
     options = family_options(write_buffer_bytes)
-    options.set_atomic_flush(atomic_flush)
     options.create_if_missing(True)
     options.create_missing_column_families(True)
     if statistics:
