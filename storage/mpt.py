@@ -18,7 +18,9 @@ from typing import Any
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH
-from rlp.codec import encode_raw  # bytes and lists only: no sedes inference (hot path)
+from rusty_rlp import encode_raw  # (pyrlp's own backend, without its wrapper: a block encodes
+
+# ~20,000 nodes; bytes and lists only, no sedes inference)
 from sha3 import keccak_256  # (eth-hash's backend, called directly: a block hashes ~20,000 nodes)
 
 Raw = Any  # an RLP structure: bytes or a list of them
@@ -83,8 +85,15 @@ class Node:
     def ref(self) -> Raw:
         """How a parent refers to this node: inline under 32 bytes, else by hash."""
         if self._ref is None:
-            encoded = self.encoded
-            self._ref = self.raw() if len(encoded) < 32 else keccak_256(encoded).digest()
+            if self._encoded is None:
+                raw = self.raw()
+                self._encoded = encoded = encode_raw(raw)
+            else:
+                raw, encoded = None, self._encoded
+            if len(encoded) < 32:
+                self._ref = self.raw() if raw is None else raw
+            else:
+                self._ref = keccak_256(encoded).digest()
         return self._ref
 
     @property
@@ -177,7 +186,11 @@ class Branch(Node):
         return branch
 
     def raw(self) -> Raw:
-        return [b"" if c is None else c.ref for c in self.children] + [self.value]
+        # (a child's reference read directly once computed: the property costs as much as
+        # the rest of the list, over the ~5,000 branches a block hashes)
+        return [
+            b"" if c is None else (c._ref if c._ref is not None else c.ref) for c in self.children
+        ] + [self.value]
 
 
 class Stub(Node):

@@ -42,11 +42,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rlp
-from rlp.codec import encode_raw
 from rlp.exceptions import DecodingError
 
 from storage.keys import int_bytes
-from storage.mpt import Branch, Extension, Leaf, Node, Raw, Stub, from_nibbles, to_nibbles
+from storage.mpt import (
+    Branch,
+    Extension,
+    Leaf,
+    Node,
+    Raw,
+    Stub,
+    encode_raw,
+    from_nibbles,
+    to_nibbles,
+)
 
 PAGE_KEY_BYTES = 14
 PACK_DEPTH = 0xFF  # the depth byte of a pack's key (pages are at most 64 deep)

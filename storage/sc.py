@@ -50,7 +50,6 @@ from typing import Any
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
-from rlp.codec import encode_raw
 from rocksdict import Options, WriteBatch
 
 from storage import open_stores
@@ -63,7 +62,7 @@ from storage.keys import (
     encode_account,
     int_bytes,
 )
-from storage.mpt import Leaf, Node, Stub, Trie, hp_encode, keccak
+from storage.mpt import Leaf, Node, Stub, Trie, encode_raw, hp_encode, keccak
 from storage.pages import (
     PACK_DEPTH,
     PAGE_KEY_BYTES,
@@ -447,7 +446,7 @@ class StateCommitment:
         address: bytes,
         leaf: Leaf | None,
         check: bool,
-        stored: Mapping[bytes, Iterable[tuple[int, int]]] | None = None,
+        stored: Mapping[bytes, Iterable[tuple[bytes, bytes]]] | None = None,
     ) -> Trie:
         """``storage_trie`` given the account's leaf (and ``stored``: State Storage's slots
         of accounts read already, maybe this one's)."""
@@ -466,17 +465,14 @@ class StateCommitment:
                 f"{self.path}: the storage of 0x{address.hex()} is not paged, and this State "
                 "Commitment was opened without State Storage to read its slots from"
             )
-        trie = Trie.build(
-            (
-                (keccak(slot.to_bytes(32, "big")), encode_raw(int_bytes(value)))
-                for slot, value in (
-                    stored[address]
-                    if stored is not None and address in stored
-                    else self.ss.storage(address)
-                )
-            ),
-            self._load,
+        slots = (
+            stored[address]
+            if stored is not None and address in stored
+            else self.ss.stored_slots([address])[address]
         )
+        # (the stored bytes hashed as they are: a value stored with a leading zero would
+        # give another root, refused below)
+        trie = Trie.build(((keccak(slot), encode_raw(value)) for slot, value in slots), self._load)
         if check and trie.root_hash != storage_root:
             raise StorageError(
                 f"{self.path}: the slots State Storage holds for 0x{address.hex()} hash to "
@@ -555,7 +551,7 @@ class StateCommitment:
             and (leaf := leaves[address][1]) is not None
             and leaf.sub is None
         ]
-        stored = self.ss.storages(rebuilt) if self.ss is not None and rebuilt else None
+        stored = self.ss.stored_slots(rebuilt) if self.ss is not None and rebuilt else None
         storage_roots = {}
         for address, changes in slots.items():
             leaf = leaves[address][1]

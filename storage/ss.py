@@ -373,11 +373,22 @@ class StateStorage:
         return iter(self.storages([address])[address])
 
     def storages(self, addresses: Iterable[bytes]) -> dict[bytes, list[tuple[int, int]]]:
-        """``storage`` of many accounts: their sequences in one batched lookup, then one
-        iterator seeking each in turn (one made per account cost more than its slots did:
-        a block rebuilds a thousand small storage tries from here)."""
+        """``storage`` of many accounts."""
+        return {
+            address: [
+                (int.from_bytes(slot, "big"), int.from_bytes(value, "big")) for slot, value in slots
+            ]
+            for address, slots in self.stored_slots(addresses).items()
+        }
+
+    def stored_slots(self, addresses: Iterable[bytes]) -> dict[bytes, list[tuple[bytes, bytes]]]:
+        """The slots of many accounts as stored: (32-byte slot, value big-endian without
+        leading zeros), in slot order (the State Commitment hashes these bytes as they
+        are); their sequences in one batched lookup, then one iterator seeking each in turn
+        (one made per account cost more than its slots did: a block rebuilds a thousand
+        small storage tries from here)."""
         addresses = sorted(set(addresses))
-        found: dict[bytes, list[tuple[int, int]]] = {address: [] for address in addresses}
+        found: dict[bytes, list[tuple[bytes, bytes]]] = {address: [] for address in addresses}
         seqs = self._cf["index"].get(addresses) if addresses else []
         located = sorted(
             (seq, address) for address, seq in zip(addresses, seqs, strict=True) if seq
@@ -392,9 +403,7 @@ class StateStorage:
                 key = cursor.key()
                 if key[:SEQ_BYTES] != seq:
                     break
-                slots.append(
-                    (int.from_bytes(key[SEQ_BYTES:], "big"), int.from_bytes(cursor.value(), "big"))
-                )
+                slots.append((key[SEQ_BYTES:], cursor.value()))
                 cursor.next()
         del cursor  # (an iterator holds the DB open: let go before any close)
         return found

@@ -370,14 +370,21 @@ def test_account_leaves_keep_only_hashes_and_a_record_that_does_not_match_is_an_
     reopened.close()
 
 
-def test_slots_that_do_not_hash_to_the_storage_root_are_an_error_not_a_wrong_root(tmp_path):
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "deadbeefcaff",  # another value
+        "00deadbeefcafe",  # the same number with a leading zero: hashed as stored, refused
+    ],
+)
+def test_slots_that_do_not_hash_to_the_storage_root_are_an_error_not_a_wrong_root(tmp_path, stored):
     committer = Committer(tmp_path / "data")
     address = ADDRESSES[0]
     writes = {acct_key(address): AccountFields(1), slot_key(address, 1): 0xDEADBEEFCAFE}
     committer.commit(1, writes, ())
     contract = committer.ss._cf["contract"]
     key = next(iter(contract.keys()))
-    contract[key] = bytes.fromhex("deadbeefcaff")  # what the trie will be rebuilt from
+    contract[key] = bytes.fromhex(stored)  # what the trie will be rebuilt from
     with pytest.raises(StorageError, match=f"slots State Storage holds for 0x{address.hex()}"):
         committer.commit(2, {slot_key(address, 2): 7}, ())
     committer.close()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from support import random_state_blocks
 
 from compute_unit.state import DictSnapshot
-from storage.keys import AccountFields, acct_key, code_key, encode_account, slot_key
+from storage.keys import AccountFields, acct_key, code_key, encode_account, int_bytes, slot_key
 from storage.ss import (
     CommitMark,
     SecondaryStores,
@@ -99,6 +99,9 @@ def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
                     if model.get(slot_key(address, s))
                 }
                 assert batched[address] == sorted(stored.items())
+                assert ss.stored_slots([address])[address] == [
+                    (slot.to_bytes(32, "big"), int_bytes(value)) for slot, value in batched[address]
+                ]
             hashed = [keccak(address) for address in ADDRESSES] + [b"\x77" * 32]
             assert ss.records_by_hash(hashed) == [ss.record_by_hash(h) for h in hashed]
             assert ss.records_by_hash(hashed)[-1] is None
