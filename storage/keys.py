@@ -115,12 +115,11 @@ class StoredState(Protocol):
     account records its account trie's leaves keep only the hashes of, and the slots of the
     storage tries it does not page."""
 
-    def storage(self, address: bytes) -> Iterable[tuple[int, int]]:
-        """An account's non-zero storage slots, (slot, value) in any order."""
-        ...
-
-    def storages(self, addresses: Iterable[bytes]) -> Mapping[bytes, Iterable[tuple[int, int]]]:
-        """``storage`` of many accounts at once (a block's small storage tries)."""
+    def stored_slots(
+        self, addresses: Iterable[bytes]
+    ) -> Mapping[bytes, Iterable[tuple[bytes, bytes]]]:
+        """The non-zero storage slots of many accounts at once (a block's small storage
+        tries), as stored: (32-byte slot, value big-endian without leading zeros)."""
         ...
 
     def record_by_hash(self, hashed_address: bytes) -> bytes | None:

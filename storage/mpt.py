@@ -18,9 +18,7 @@ from typing import Any
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH
-from rusty_rlp import encode_raw  # (pyrlp's own backend, without its wrapper: a block encodes
-
-# ~20,000 nodes; bytes and lists only, no sedes inference)
+from rusty_rlp import encode_raw  # (pyrlp's backend without its wrapper: bytes and lists only)
 from sha3 import keccak_256  # (eth-hash's backend, called directly: a block hashes ~20,000 nodes)
 
 Raw = Any  # an RLP structure: bytes or a list of them
@@ -85,15 +83,10 @@ class Node:
     def ref(self) -> Raw:
         """How a parent refers to this node: inline under 32 bytes, else by hash."""
         if self._ref is None:
-            if self._encoded is None:
-                raw = self.raw()
-                self._encoded = encoded = encode_raw(raw)
-            else:
-                raw, encoded = None, self._encoded
-            if len(encoded) < 32:
-                self._ref = self.raw() if raw is None else raw
-            else:
-                self._ref = keccak_256(encoded).digest()
+            encoded = self._encoded  # (read directly: this runs for every node a block hashes)
+            if encoded is None:
+                encoded = self._encoded = encode_raw(self.raw())
+            self._ref = self.raw() if len(encoded) < 32 else keccak_256(encoded).digest()
         return self._ref
 
     @property

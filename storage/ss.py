@@ -30,7 +30,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -367,19 +367,6 @@ class StateStorage:
         seqs = self._cf["hashed"].get(list(hashed_addresses))
         records = self._multi("account", sorted({seq for seq in seqs if seq is not None}))
         return [None if seq is None else records.get(seq) for seq in seqs]
-
-    def storage(self, address: bytes) -> Iterator[tuple[int, int]]:
-        """Every non-zero slot of an account, in slot order."""
-        return iter(self.storages([address])[address])
-
-    def storages(self, addresses: Iterable[bytes]) -> dict[bytes, list[tuple[int, int]]]:
-        """``storage`` of many accounts."""
-        return {
-            address: [
-                (int.from_bytes(slot, "big"), int.from_bytes(value, "big")) for slot, value in slots
-            ]
-            for address, slots in self.stored_slots(addresses).items()
-        }
 
     def stored_slots(self, addresses: Iterable[bytes]) -> dict[bytes, list[tuple[bytes, bytes]]]:
         """The slots of many accounts as stored: (32-byte slot, value big-endian without
