@@ -25,8 +25,11 @@ compactions really run during the blocks, and bloom filters, as production store
 Measured:
 
 - per block: batch operations and bytes (SS, SC; baseline nodes, snapshot), commit ms;
-- RocksDB's own statistics over the blocks (genesis excluded): write-ahead log, flush and
-  compaction bytes, hence ``write_amplification`` (those bytes over the encoded write sets);
+- RocksDB's own statistics over the blocks (genesis excluded: each side's stores are
+  flushed and compacted whole after it, as a node's store settled by running, so that the
+  blocks do not flush and compact what genesis left in memtables and L0 files, up to a
+  write buffer per column family): write-ahead log, flush and compaction bytes, hence
+  ``write_amplification`` (those bytes over the encoded write sets);
 - at the end, every column family flushed: the bytes on disk with default pruning (128
   versions) over the live state (the flat state's keys and values): ``disk_ratio``;
 - block reads per lookup counted by the engine (block-cache misses) on a store reopened with
@@ -66,6 +69,7 @@ from storage.keys import AccountFields, acct_key, int_bytes, slot_key
 from storage.ss import (
     StateStorage,
     close_db,
+    compact_all,
     db_options,
     flush_all,
     open_rocksdb,
@@ -242,6 +246,7 @@ class OursSide:
 
     def load(self) -> bytes:
         root = self.store.load_genesis(self.state.items())
+        self.store.compact()  # (genesis excluded: see the module docstring)
         self.at_genesis = self._engine()
         return root
 
@@ -371,6 +376,7 @@ class BaselineSide(OursSide):
 
     def load(self) -> bytes:
         root = self.store.commit(self.state)[0]
+        compact_all(self.store.nodes.db, ["nodes", "snapshot"])
         self.at_genesis = _tickers(self.store.nodes.options)
         return root
 

@@ -354,6 +354,14 @@ class Committer:
         ss_done.result()
         return root
 
+    def compact(self) -> None:
+        """Both stores flushed and compacted whole, once a write in flight has landed (after a
+        bulk load such as a large genesis, so that the blocks after it do not flush and
+        compact its memtables and L0 files)."""
+        self.settle()
+        self.ss.compact()
+        self.sc.compact()
+
     def load_genesis(self, items: Iterable[tuple[StateKey, Any]]) -> bytes:
         """Commit a pre-state as block 0 of an empty store."""
         if self.mark is not None:

@@ -91,6 +91,7 @@ from storage.ss import (
     CommitMark,
     StorageError,
     check_layout,
+    compact_all,
     db_options,
     flush_all,
     open_rocksdb,
@@ -863,6 +864,10 @@ class StateCommitment:
     def flush(self) -> None:
         """Every column family's memtable to SST files."""
         flush_all(self._db, FAMILIES)
+
+    def compact(self) -> None:
+        """Every column family flushed and compacted whole (``compact_all``)."""
+        compact_all(self._db, FAMILIES)
 
 
 Encoded = list[tuple[Entry, bytes]]  # entries with their encodings, in path order

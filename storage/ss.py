@@ -5,8 +5,10 @@ One RocksDB (rocksdict, raw mode) with column families:
 - ``index``: 20-byte address -> 5-byte big-endian sequence, allocated in creation order;
 - ``hashed``: keccak(address) -> the same sequence (the State Commitment's account leaves
   are keyed by it and keep only hashes: it finds their records here);
-- ``account``: sequence -> RLP(nonce, balance, storage root, code hash), the account trie's
-  own leaf encoding;
+- ``account``: sequence -> the account trie's leaf, RLP(nonce, balance, storage root, code
+  hash), stored slim as geth's snapshot stores accounts: an empty storage root and an empty
+  code hash each one byte (``0x80``) instead of 33 (most accounts have one or both; it is
+  handed out whole, ``full_record``);
 - ``contract``: sequence ‖ 32-byte slot -> value (big-endian, no leading zeros);
 - ``code``: code hash -> code;
 - ``writeset``: 8-byte block number -> the keys the block wrote (``storage/writeset.py``:
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth_hash.auto import keccak
 from rlp.exceptions import DecodingError
 from rocksdict import AccessType, BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
@@ -52,12 +55,13 @@ from storage.keys import (
 )
 from storage.writeset import encode_writeset
 
-LAYOUT_VERSION = 7  # 3: page digests in child references, checksummed SC records;
+LAYOUT_VERSION = 8  # 3: page digests in child references, checksummed SC records;
 # 4: delta pages, stored in packs (a build of layout 3 would misread their references);
 # 5: small storage tries only in SS (a build of layout 4 would find no storage in SC);
 # 6: hash-only account leaves in SC, their records found in SS by keccak(address); delta
 # pages keep unchanged node paths as SAME; 7: write sets keep the written keys only (a build
-# of layout 6 would read no values in them)
+# of layout 6 would read no values in them); 8: slim account records (a build of layout 7
+# would refuse them as corrupt)
 COLUMN_FAMILIES = ("index", "hashed", "account", "contract", "code", "writeset", "meta")
 SEQ_BYTES = 5
 META_LAYOUT = b"layout"
@@ -87,6 +91,59 @@ def write_unlogged(db: Rdict, batch: WriteBatch) -> None:
     another's log; a DB written so must never be written with the log too, or recovery
     would replay a logged write over a state missing the unlogged ones before it)."""
     db.write(batch, write_opt=UNLOGGED)
+
+
+_EMPTY_ROOT_ITEM = b"\xa0" + BLANK_ROOT_HASH
+_EMPTY_CODE_ITEM = b"\xa0" + EMPTY_SHA3
+_BLANK = b"\x80"  # RLP's empty string
+
+
+def slim_record(record: bytes) -> bytes:
+    """An account record as stored: its empty storage root and empty code hash as empty
+    strings. (The record is canonical RLP, as ``encode_account`` gives it: its payload of
+    68 bytes or more, so a two-byte list header, and the root and code hash items last.)"""
+    root, code = record[-66:-33], record[-33:]
+    if root != _EMPTY_ROOT_ITEM and code != _EMPTY_CODE_ITEM:
+        return record
+    if len(record) < 70 or record[0] != 0xF8 or record[1] != len(record) - 2:
+        raise ValueError(f"not an account record: 0x{record.hex()}")
+    payload = b"".join(
+        (
+            record[2:-66],
+            _BLANK if root == _EMPTY_ROOT_ITEM else root,
+            _BLANK if code == _EMPTY_CODE_ITEM else code,
+        )
+    )
+    return (bytes((0xC0 + len(payload),)) if len(payload) < 56 else bytes((0xF8, len(payload)))) + (
+        payload
+    )
+
+
+def full_record(stored: bytes) -> bytes:
+    """The account record (the account trie's leaf value) a slim stored one stands for;
+    ``ValueError`` if ``stored`` is not one ``slim_record`` gives."""
+    start = 1 if stored and 0xC0 <= stored[0] < 0xF8 else 2
+    if len(stored) < 2 or len(stored) - start != (stored[0] - 0xC0 if start == 1 else stored[1]):
+        raise ValueError("not a slim account record: its list header and length disagree")
+    at = start
+    for _ in range(2):  # nonce, balance: integers of at most 32 bytes
+        head = stored[at] if at < len(stored) else 0xFF
+        if head > 0xA0:
+            raise ValueError("not a slim account record: a nonce or balance over 32 bytes")
+        at += 1 + (head - 0x80 if head > 0x80 else 0)
+    fields = stored[start:at]
+    for empty in (_EMPTY_ROOT_ITEM, _EMPTY_CODE_ITEM):
+        if stored[at : at + 1] == _BLANK:
+            fields += empty
+            at += 1
+        elif stored[at : at + 1] == b"\xa0" and at + 33 <= len(stored):
+            fields += stored[at : at + 33]
+            at += 33
+        else:
+            raise ValueError("not a slim account record: a storage root or code hash cut short")
+    if at != len(stored):
+        raise ValueError("not a slim account record: bytes after its code hash")
+    return bytes((0xF8, len(fields))) + fields
 
 
 class StorageError(RuntimeError):
@@ -341,8 +398,14 @@ class StateStorage:
 
     def _record(self, seq: bytes, data: bytes) -> AccountRecord:
         try:
-            return decode_account(data)
+            return decode_account(full_record(data))
         except (DecodingError, ValueError) as err:
+            raise StorageError(f"{self.path}: account/{seq.hex()}: corrupt record: {err}") from err
+
+    def _full(self, seq: bytes, data: bytes) -> bytes:
+        try:
+            return full_record(data)
+        except ValueError as err:
             raise StorageError(f"{self.path}: account/{seq.hex()}: corrupt record: {err}") from err
 
     def _fields(self, seq: bytes, data: bytes) -> AccountFields:
@@ -358,7 +421,8 @@ class StateStorage:
     def record_by_hash(self, hashed_address: bytes) -> bytes | None:
         """The stored record of the account whose address hashes to ``hashed_address``."""
         seq = self._cf["hashed"].get(hashed_address)
-        return None if seq is None else self._cf["account"].get(seq)
+        data = None if seq is None else self._cf["account"].get(seq)
+        return None if data is None else self._full(seq, data)
 
     def records_by_hash(self, hashed_addresses: Sequence[bytes]) -> list[bytes | None]:
         """``record_by_hash`` of many accounts, in two batched lookups."""
@@ -366,7 +430,10 @@ class StateStorage:
             return []
         seqs = self._cf["hashed"].get(list(hashed_addresses))
         records = self._multi("account", sorted({seq for seq in seqs if seq is not None}))
-        return [None if seq is None else records.get(seq) for seq in seqs]
+        return [
+            self._full(seq, records[seq]) if seq is not None and seq in records else None
+            for seq in seqs
+        ]
 
     def stored_slots(self, addresses: Iterable[bytes]) -> dict[bytes, list[tuple[bytes, bytes]]]:
         """The slots of many accounts as stored: (32-byte slot, value big-endian without
@@ -446,7 +513,7 @@ class StateStorage:
         accounts = self._handles["account"]
         for address, record in records.items():
             if record is not None:
-                batch.put(seqs[address], record, accounts)
+                batch.put(seqs[address], slim_record(record), accounts)
             elif seqs[address] is not None:
                 batch.delete(seqs[address], accounts)
                 if not self._keeps_slots(address, seqs[address], writes, stored, wiped):
@@ -501,6 +568,10 @@ class StateStorage:
         only the default family)."""
         flush_all(self._db, COLUMN_FAMILIES)
 
+    def compact(self) -> None:
+        """Every column family flushed and compacted whole (``compact_all``)."""
+        compact_all(self._db, COLUMN_FAMILIES)
+
 
 def flush_all(db: Rdict, families: Iterable[str]) -> None:
     db.flush()
@@ -508,6 +579,20 @@ def flush_all(db: Rdict, families: Iterable[str]) -> None:
         family = db.get_column_family(name)
         try:
             family.flush()
+        finally:
+            family.close()
+
+
+def compact_all(db: Rdict, families: Sequence[str]) -> None:
+    """Flush every column family, then compact each whole, waiting for it (an operator's
+    ``db compact``): every key's latest version alone, in the bottom level, so that what
+    runs next starts from a settled store (a bulk load's memtables and L0 files would
+    otherwise be flushed and compacted into the blocks after it)."""
+    flush_all(db, families)
+    for name in families:
+        family = db.get_column_family(name)
+        try:
+            family.compact_range(None, None)
         finally:
             family.close()
 

@@ -16,6 +16,8 @@ import storage.committer
 from compute_unit.state import DictSnapshot
 from storage.committer import CRASH_POINTS, Committer
 from storage.reference_trie import TrieCommitter
+from storage.sc import FAMILIES as sc_families
+from storage.ss import COLUMN_FAMILIES as ss_families
 from storage.ss import CommitMark, StateStorage, StorageError
 from storage.writeset import decode_writeset, encode_writeset
 
@@ -115,6 +117,32 @@ def test_blocks_commit_to_the_reference_roots(tmp_path):
     reopened = Committer(tmp_path / "data", levels=1, page_target=512)
     assert reopened.recovery == "consistent" and reopened.state_root == roots[BLOCKS]
     reopened.close()
+
+
+def test_compacting_settles_both_stores_and_changes_nothing_read(tmp_path):
+    """``compact`` (after a bulk load) leaves every column family's memtable empty and its
+    files in the bottom level, and the same state and roots; commits go on after it."""
+    roots, model = reference(BLOCKS)
+    committer = Committer(tmp_path / "data", levels=1, page_target=512, write_buffer_bytes=1 << 16)
+    blocks = random_state_blocks(7, BLOCKS)
+    for number, (writes, wiped) in enumerate(blocks[:-1], start=1):
+        committer.commit(number, writes, wiped)
+    committer.compact()
+    for store, families in ((committer.ss, ss_families), (committer.sc, sc_families)):
+        for name in families:
+            family = store._db.get_column_family(name)
+            assert family.property_int_value("rocksdb.num-entries-active-mem-table") == 0
+            files = [
+                family.property_int_value(f"rocksdb.num-files-at-level{level}")
+                for level in range(7)
+            ]
+            assert files[:6] == [0] * 6, (store.path, name, files)  # all in the bottom level
+            family.close()
+    keys = sorted(model.data, key=repr)
+    writes, wiped = blocks[-1]
+    assert committer.commit(BLOCKS, writes, wiped) == roots[BLOCKS]
+    assert committer.ss.get_many(keys) == [model.data[k] for k in keys]
+    committer.close()
 
 
 def test_write_sets_are_kept_back_to_the_last_checkpoint_by_default(tmp_path):

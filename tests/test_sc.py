@@ -359,7 +359,7 @@ def test_account_leaves_keep_only_hashes_and_a_record_that_does_not_match_is_an_
         sc.account_proof(1, ADDRESSES[0])  # changed in block 2
     victim = ADDRESSES[3]
     seq = reopened.ss.sequence_of(victim)
-    record = decode_account(reopened.ss._cf["account"][seq])
+    record = reopened.ss.account_record(victim)
     reopened.ss._cf["account"][seq] = encode_account(
         record.nonce, record.balance + 1, record.storage_root, record.code_hash
     )

@@ -22,6 +22,8 @@ from storage.ss import (
     StateStorage,
     StorageError,
     StorageView,
+    full_record,
+    slim_record,
     sweep_dead_secondaries,
 )
 from storage.writeset import WriteSetError, decode_writeset, encode_writeset, merge_written_keys
@@ -258,10 +260,44 @@ def test_a_corrupt_account_record_is_named(tmp_path):
     ss = StateStorage(tmp_path / "ss")
     one = {acct_key(ADDRESSES[0]): AccountFields(1)}
     ss.write_block(CommitMark(1, b"\0" * 32), one, (), records(one))
-    ss._cf["account"][ss.sequence_of(ADDRESSES[0])] = b"\xff\x01garbage"
-    with pytest.raises(StorageError, match="account/0000000000: corrupt record"):
-        ss.get(acct_key(ADDRESSES[0]))
+    seq = ss.sequence_of(ADDRESSES[0])
+    stored = ss._cf["account"][seq]
+    for garbled in (b"\xff\x01garbage", stored[:-1], stored + b"\x80", b"\xc3\x01\x80\x81"):
+        ss._cf["account"][seq] = garbled
+        for read in (
+            lambda: ss.get(acct_key(ADDRESSES[0])),
+            lambda: ss.record_by_hash(keccak(ADDRESSES[0])),
+            lambda: ss.records_by_hash([keccak(ADDRESSES[0])]),
+        ):
+            with pytest.raises(StorageError, match="account/0000000000: corrupt record"):
+                read()
     ss.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**256 - 1),
+    st.sampled_from([BLANK_ROOT_HASH, b"\x07" * 32]),
+    st.sampled_from([EMPTY_SHA3, b"\x09" * 32]),
+)
+def test_slim_records_stand_for_the_full_ones(nonce, balance, root, code):
+    """geth's slim encoding: each empty storage root or code hash stored as one byte, and
+    the full record (the trie leaf SC hashes) given back byte for byte; every cut or
+    extended slim record refused."""
+    record = encode_account(nonce, balance, root, code)
+    slim = slim_record(record)
+    assert len(slim) <= len(record) - 32 * ((root == BLANK_ROOT_HASH) + (code == EMPTY_SHA3))
+    assert rlp.decode(slim) == [int_bytes(nonce), int_bytes(balance)] + [
+        b"" if root == BLANK_ROOT_HASH else root,
+        b"" if code == EMPTY_SHA3 else code,
+    ]
+    assert full_record(slim) == record
+    for cut in range(len(slim)):
+        with pytest.raises(ValueError, match="not a slim account record"):
+            full_record(slim[:cut])
+    with pytest.raises(ValueError, match="not a slim account record"):
+        full_record(slim + b"\x80")
 
 
 def test_views_keep_two_stores_open_and_clean_up_the_rest(tmp_path):
