@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from storage.keys import StateKey
+from storage.keys import ACCT, SLOT, StateKey
 from storage.sc import DEFAULT_KEEP_VERSIONS, StateCommitment
 from storage.ss import (
     CommitMark,
@@ -270,9 +270,9 @@ class Committer:
         leaves the block to roll the state forward with). ``background``: return once the
         root is known and write behind (``in_flight`` until the next commit or ``settle``).
         ``crash_at`` kills the process (tests)."""
+        wiped = block_wipes(writes, wiped)
         with _collector_paused():
             self.settle()
-            wiped = frozenset(wiped)
             records, _ = self.sc.update(writes, wiped)
             root = self.sc.accounts.root_hash
             if before_write is not None:
@@ -296,15 +296,17 @@ class Committer:
 
         ``writes``/``wiped`` are the whole block's, as the steps add up to.
         """
+        checked = [(step, block_wipes(step, step_wiped)) for step, step_wiped in steps]
+        wiped = block_wipes(writes, wiped)
         with _collector_paused():
             self.settle()
             roots = []
             changed: dict[bytes, bytes | None] = {}
-            for step_writes, step_wiped in steps:
+            for step_writes, step_wiped in checked:
                 records, root = self.sc.update(step_writes, step_wiped)
                 changed.update(records)
                 roots.append(root)
-            self._write(number, writes, frozenset(wiped), changed, None)
+            self._write(number, writes, wiped, changed, None)
             self._settle_garbage()
         return roots
 
@@ -370,6 +372,23 @@ class Committer:
                 "use an empty data directory"
             )
         return self.commit(0, dict(items), ())
+
+
+def block_wipes(writes: Mapping[StateKey, Any], wiped: Iterable[bytes]) -> frozenset[bytes]:
+    """The accounts whose storage a write set wipes: those it names, and those it deletes.
+    Deleting an account deletes its storage, as in geth and py-evm: SC drops a deleted
+    account's storage trie with its leaf, and SS, told nothing, would keep its slots, to be
+    read again if the account came back. A write set that deletes an account yet gives it
+    a non-zero slot describes no state: refused (``StorageError``) before anything is
+    written."""
+    deleted = {key[1] for key, value in writes.items() if key[0] == ACCT and value is None}
+    for key, value in writes.items() if deleted else ():
+        if key[0] == SLOT and value and key[1] in deleted:
+            raise StorageError(
+                f"the write set deletes account 0x{key[1].hex()} and writes its slot "
+                f"{key[2]:#x}: a deleted account has no storage"
+            )
+    return frozenset(wiped).union(deleted)
 
 
 @contextmanager

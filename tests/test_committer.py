@@ -15,6 +15,7 @@ from support import paged_storage_blocks, random_state_blocks
 import storage.committer
 from compute_unit.state import DictSnapshot
 from storage.committer import CRASH_POINTS, Committer
+from storage.keys import AccountFields, acct_key, slot_key
 from storage.reference_trie import TrieCommitter
 from storage.sc import FAMILIES as sc_families
 from storage.ss import COLUMN_FAMILIES as ss_families
@@ -142,6 +143,31 @@ def test_compacting_settles_both_stores_and_changes_nothing_read(tmp_path):
     writes, wiped = blocks[-1]
     assert committer.commit(BLOCKS, writes, wiped) == roots[BLOCKS]
     assert committer.ss.get_many(keys) == [model.data[k] for k in keys]
+    committer.close()
+
+
+def test_deleting_an_account_deletes_its_storage_and_a_slot_of_it_is_refused(tmp_path):
+    """A write set that deletes an account without naming it among the wiped still wipes
+    its storage (else SS would keep slots SC dropped, and give them back with the account);
+    one that deletes an account and writes a slot of it is refused, nothing written."""
+    a = b"\x05" * 20
+    committer, reference = Committer(tmp_path / "data"), TrieCommitter([])
+    blocks = [
+        ({acct_key(a): AccountFields(1), slot_key(a, 1): 7}, set()),
+        ({acct_key(a): None}, {a}),  # (the reference is told of the wipe; ours is not)
+        ({acct_key(a): AccountFields(2)}, set()),
+    ]
+    for number, (writes, wiped) in enumerate(blocks, start=1):
+        assert committer.commit(number, writes, ()) == reference.commit(writes, wiped, None)
+    assert committer.ss.get(slot_key(a, 1)) is None
+    root = committer.state_root
+    with pytest.raises(StorageError, match=f"deletes account 0x{a.hex()} and writes its slot 0x2"):
+        committer.commit(4, {acct_key(a): None, slot_key(a, 2): 1}, ())
+    with pytest.raises(StorageError, match="deletes account"):
+        committer.commit_steps(4, [({acct_key(a): None, slot_key(a, 2): 1}, ())], {}, ())
+    assert committer.state_root == root and committer.mark.number == 3
+    writes = {acct_key(a): AccountFields(3)}
+    assert committer.commit(4, writes, ()) == reference.commit(writes, (), None)
     committer.close()
 
 
