@@ -167,16 +167,30 @@ class CommitMark:
         return cls(int.from_bytes(data[:8], "big"), data[8:])
 
 
+L0_COMPACTION_TRIGGER = 4  # RocksDB's default: L0 files that start a compaction
+
+
 def family_options(write_buffer_bytes: int | None = None) -> Options:
     """Options of each column family: bloom filters (10 bits a key, as geth's stores use), so
     a point read probes one SST file's data block rather than one per level, and the write
-    buffer (memtable) size if given (RocksDB's default is 64 MB)."""
+    buffer (memtable) size if given (RocksDB's default is 64 MB).
+
+    With a write buffer given, the levels are sized from it as RocksDB's defaults size them
+    from theirs (its tuning guide: the first level about as big as L0 when it compacts, a
+    write buffer times the L0 trigger, 256 MB for 64 MB; files a tenth of that, about): kept
+    at the defaults with a small buffer, everything below L0 was one level of one file,
+    rewritten whole by every L0 compaction. (At 100,000 accounts, a 4 MB buffer, 500 blocks:
+    SC's compaction 3.79 -> 2.44 bytes per write-set byte, the disk the same.)"""
     options = Options(raw_mode=True)
     table = BlockBasedOptions()
     table.set_bloom_filter(10, False)
     options.set_block_based_table_factory(table)
     if write_buffer_bytes is not None:
         options.set_write_buffer_size(write_buffer_bytes)
+        options.set_level_zero_file_num_compaction_trigger(L0_COMPACTION_TRIGGER)
+        options.set_max_bytes_for_level_base(write_buffer_bytes * L0_COMPACTION_TRIGGER)
+        options.set_target_file_size_base(max(1 << 20, write_buffer_bytes // 2))
+        options.set_level_compaction_dynamic_level_bytes(True)
     return options
 
 
