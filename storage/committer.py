@@ -297,7 +297,9 @@ class Committer:
         ``writes``/``wiped`` are the whole block's, as the steps add up to.
         """
         checked = [(step, block_wipes(step, step_wiped)) for step, step_wiped in steps]
-        wiped = block_wipes(writes, wiped)
+        # (SS applies the block's wipes before its writes: a step's, too, since SC applied
+        # it, though a later step may have brought the account back)
+        wiped = block_wipes(writes, wiped).union(*(step_wiped for _, step_wiped in checked))
         with _collector_paused():
             self.settle()
             roots = []

@@ -121,16 +121,27 @@ def slim_record(record: bytes) -> bytes:
 
 def full_record(stored: bytes) -> bytes:
     """The account record (the account trie's leaf value) a slim stored one stands for;
-    ``ValueError`` if ``stored`` is not one ``slim_record`` gives."""
-    start = 1 if stored and 0xC0 <= stored[0] < 0xF8 else 2
-    if len(stored) < 2 or len(stored) - start != (stored[0] - 0xC0 if start == 1 else stored[1]):
+    ``ValueError`` if ``stored`` is not canonical RLP of the four fields as ``slim_record``
+    gives them (SC checks the record it is given against a leaf's hash, except in a replay:
+    a garbled one must not come back looking whole)."""
+    if len(stored) < 2 or not (0xC0 <= stored[0] <= 0xF8):
+        raise ValueError("not a slim account record: not an RLP list of its fields")
+    start = 1 if stored[0] < 0xF8 else 2
+    length = stored[0] - 0xC0 if start == 1 else stored[1]
+    if len(stored) - start != length or (start == 2 and length < 56):
         raise ValueError("not a slim account record: its list header and length disagree")
     at = start
-    for _ in range(2):  # nonce, balance: integers of at most 32 bytes
+    for _ in range(2):  # nonce, balance: canonical integers of at most 32 bytes
         head = stored[at] if at < len(stored) else 0xFF
-        if head > 0xA0:
-            raise ValueError("not a slim account record: a nonce or balance over 32 bytes")
-        at += 1 + (head - 0x80 if head > 0x80 else 0)
+        size = head - 0x80 if 0x80 < head <= 0xA0 else 0
+        if (
+            head > 0xA0
+            or head == 0
+            or (size and stored[at + 1 : at + 2] in (b"", b"\0"))
+            or (size == 1 and stored[at + 1] < 0x80)
+        ):
+            raise ValueError("not a slim account record: a nonce or balance not canonical")
+        at += 1 + size
     fields = stored[start:at]
     for empty in (_EMPTY_ROOT_ITEM, _EMPTY_CODE_ITEM):
         if stored[at : at + 1] == _BLANK:

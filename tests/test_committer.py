@@ -166,9 +166,19 @@ def test_deleting_an_account_deletes_its_storage_and_a_slot_of_it_is_refused(tmp
     with pytest.raises(StorageError, match="deletes account"):
         committer.commit_steps(4, [({acct_key(a): None, slot_key(a, 2): 1}, ())], {}, ())
     assert committer.state_root == root and committer.mark.number == 3
-    writes = {acct_key(a): AccountFields(3)}
+    writes = {acct_key(a): AccountFields(3), slot_key(a, 2): 7}
     assert committer.commit(4, writes, ()) == reference.commit(writes, (), None)
+    # deleted by one step and back in a later one: the block's writes delete nothing, yet
+    # the slot it had before is gone (SC dropped it with the leaf at the step)
+    steps = [({acct_key(a): None}, ()), ({acct_key(a): AccountFields(4), slot_key(a, 1): 5}, ())]
+    block = {acct_key(a): AccountFields(4), slot_key(a, 1): 5}
+    assert committer.commit_steps(5, steps, block, ())[-1] == reference.commit(block, {a}, None)
+    assert committer.ss.get(slot_key(a, 2)) is None and committer.ss.get(slot_key(a, 1)) == 5
     committer.close()
+    reopened = Committer(tmp_path / "data")
+    writes = {slot_key(a, 3): 1}
+    assert reopened.commit(6, writes, ()) == reference.commit(writes, (), None)
+    reopened.close()
 
 
 def test_write_sets_are_kept_back_to_the_last_checkpoint_by_default(tmp_path):

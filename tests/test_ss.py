@@ -115,7 +115,7 @@ def test_reads_return_exactly_what_was_written(tmp_path_factory, blocks):
         ss.close()
 
 
-def test_sequences_follow_creation_order_and_records_are_kept_verbatim(tmp_path):
+def test_sequences_follow_creation_order_and_records_read_back_whole(tmp_path):
     ss = StateStorage(tmp_path / "ss")
     a, b = ADDRESSES[:2]
     first = {acct_key(b): AccountFields(1)}
@@ -298,6 +298,25 @@ def test_slim_records_stand_for_the_full_ones(nonce, balance, root, code):
             full_record(slim[:cut])
     with pytest.raises(ValueError, match="not a slim account record"):
         full_record(slim + b"\x80")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"\xf9" + encode_account(1, 5, b"\x11" * 32, b"\x22" * 32)[1:],  # another list header
+        b"\x00" + encode_account(1, 5, b"\x11" * 32, b"\x22" * 32)[1:],  # no list header
+        bytes.fromhex("f80401058080"),  # a long header for a short list
+        bytes.fromhex("c58101058080"),  # a one-byte nonce under 0x80 as a string
+        bytes.fromhex("c400058080"),  # a zero byte for nonce 0
+        bytes.fromhex("e401a00001") + bytes(30) + b"\x80\x80",  # a balance with a leading zero
+        bytes.fromhex("c401a18080"),  # a balance of 33 bytes
+    ],
+)
+def test_a_slim_record_not_canonical_is_refused(stored):
+    """Bytes that would come back as a record hashing right, or as a record that is not one
+    (SC does not check what it reads in a replay), are refused as corrupt."""
+    with pytest.raises(ValueError, match="not a slim account record"):
+        full_record(stored)
 
 
 def test_views_keep_two_stores_open_and_clean_up_the_rest(tmp_path):
