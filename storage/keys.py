@@ -89,6 +89,15 @@ def int_bytes(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
+def list_prefix(length: int) -> bytes:
+    """The RLP header of a list whose items take ``length`` bytes (for lists encoded by
+    hand from items already encoded)."""
+    if length < 56:
+        return bytes([0xC0 + length])
+    size = int_bytes(length)
+    return bytes([0xF7 + len(size)]) + size
+
+
 def genesis_state(alloc: Mapping[bytes, Any]) -> list[tuple[StateKey, Any]]:
     """A genesis ``alloc`` (address -> ``chain.GenesisAccount``) as state key/value pairs:
     each account's fields, its code by hash, its non-zero storage words."""

@@ -44,7 +44,7 @@ from typing import Any
 import rlp
 from rlp.exceptions import DecodingError
 
-from storage.keys import int_bytes
+from storage.keys import int_bytes, list_prefix
 from storage.mpt import (
     Branch,
     Extension,
@@ -403,14 +403,7 @@ def encode_page(depth: int, encoded_entries: list[bytes]) -> bytes:
     """A page from entries already encoded (``encode_entry``): RLP list, written by hand
     since the entries are RLP already."""
     payload = encode_raw(int_bytes(depth)) + b"".join(encoded_entries)
-    return _list_prefix(len(payload)) + payload
-
-
-def _list_prefix(length: int) -> bytes:
-    if length < 56:
-        return bytes([0xC0 + length])
-    size = int_bytes(length)
-    return bytes([0xF7 + len(size)]) + size
+    return list_prefix(len(payload)) + payload
 
 
 Previous = Callable[[int, int, int], Page]  # (version, digest, pack) -> the page then

@@ -15,13 +15,22 @@ from hypothesis import strategies as st
 from support import random_state_blocks
 
 from compute_unit.state import DictSnapshot
-from storage.keys import AccountFields, acct_key, code_key, encode_account, int_bytes, slot_key
+from storage.keys import (
+    AccountFields,
+    acct_key,
+    code_key,
+    decode_account,
+    encode_account,
+    int_bytes,
+    slot_key,
+)
 from storage.ss import (
     CommitMark,
     SecondaryStores,
     StateStorage,
     StorageError,
     StorageView,
+    decode_slim,
     full_record,
     slim_record,
     sweep_dead_secondaries,
@@ -293,6 +302,7 @@ def test_slim_records_stand_for_the_full_ones(nonce, balance, root, code):
         b"" if code == EMPTY_SHA3 else code,
     ]
     assert full_record(slim) == record
+    assert decode_slim(slim) == decode_account(record)
     for cut in range(len(slim)):
         with pytest.raises(ValueError, match="not a slim account record"):
             full_record(slim[:cut])
