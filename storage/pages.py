@@ -22,7 +22,9 @@ version stays readable until pruned.
 A new version is stored either full or as a *delta page* (LETUS's delta pages): the entries
 that changed since the page's previous version, each as a structural diff of its nodes (a
 node the previous version has unchanged at the same place is ``SAME``, one byte, as is a
-leaf's or extension's path kept; a child reference kept is its index in the previous entry's
+leaf's or extension's path kept; a branch lists only the children it changed, after a bitmap
+of them, as the issue's "changed child hashes plus a bitmap"; a hashed leaf whose hash alone
+changed is that hash; a child reference kept is its index in the previous entry's
 references), with the previous version's block and digest. A page is read as its full base
 with its deltas applied in order, each stored version checked against its digest; the writer
 stores a full page again once the deltas since the base would weigh ``delta_ratio`` times it
@@ -62,6 +64,8 @@ PACK_DEPTH = 0xFF  # the depth byte of a pack's key (pages are at most 64 deep)
 LEAF_KINDS = (b"L", b"H")  # a leaf with its value; a leaf by its hash (the value is elsewhere)
 SAME = b"S"  # in a delta page: the node the previous version has here, unchanged
 # (never a node's encoding: those are b"", a 32-byte hash or a list)
+BRANCH_DIFF = b"b"  # in a delta page: a branch's changed children, by a bitmap
+HASH_ONLY = b"H"  # in a delta page, before 32 bytes: a hashed leaf's new hash, all else kept
 
 
 class PageError(ValueError):
@@ -500,19 +504,27 @@ def _kept_ref(old: Entry | None, index: int) -> PageRef:
 
 def diff_nodes(new: Raw, old: Raw) -> Raw:
     """``new`` (a node's page encoding) with what ``old`` has unchanged at the same place
-    replaced by ``SAME``."""
+    replaced by ``SAME``, and written compactly: a branch of the same kind as
+    ``[BRANCH_DIFF, value, bitmap, *changed children]`` (a 16-bit bitmap of the children
+    that differ, each as its own diff, in order: the unchanged ones take no byte), a hashed
+    leaf with only its hash changed as ``HASH_ONLY`` ‖ hash (one 33-byte string)."""
     if new is old or new == old:
         return SAME
     if not (isinstance(new, list) and isinstance(old, list) and new and old and new[0] == old[0]):
         return new  # (a leaf's sub is [] or a PageRef's fields: taken whole)
     kind = new[0]
     if kind == b"B":
-        return [kind, new[1], [diff_nodes(n, o) for n, o in zip(new[2], old[2], strict=True)]]
+        changed = [(i, n) for i, (n, o) in enumerate(zip(new[2], old[2], strict=True)) if n != o]
+        bitmap = sum(1 << (15 - i) for i, _ in changed).to_bytes(2, "big")
+        return [BRANCH_DIFF, new[1], bitmap, *(diff_nodes(n, old[2][i]) for i, n in changed)]
     # a path kept is SAME too (a packed path starts with 0 or 1, never with SAME's byte)
     if kind == b"E" and new[1] == old[1]:
         return [kind, SAME, diff_nodes(new[2], old[2])]
     if kind in LEAF_KINDS and new[1] == old[1]:
-        return [kind, SAME, new[2], diff_nodes(new[3], old[3])]
+        sub = diff_nodes(new[3], old[3])
+        if kind == b"H" and sub == SAME:
+            return HASH_ONLY + new[2]
+        return [kind, SAME, new[2], sub]
     return new
 
 
@@ -522,15 +534,28 @@ def apply_diff(diff: Raw, old: Raw) -> Raw:
         if old is None:
             raise ValueError("a delta keeps a node its previous version does not have")
         return old
-    if not isinstance(diff, list) or not diff:
+    same_kind = isinstance(old, list) and bool(old)
+    if isinstance(diff, bytes):
+        if len(diff) != 33:  # (none, or a child by hash)
+            return diff
+        if diff[:1] != HASH_ONLY or not (same_kind and old[0] == b"H"):
+            raise ValueError("a delta changes the hash of a leaf its previous version lacks")
+        return [b"H", old[1], diff[1:], old[3]]
+    if not diff:
         return diff
-    same_kind = isinstance(old, list) and bool(old) and old[0] == diff[0]
     kind = diff[0]
-    if kind == b"B":
-        if len(diff[2]) != 16:
-            raise ValueError("a branch of other than 16 children")
-        olds = old[2] if same_kind else [None] * 16
-        return [kind, diff[1], [apply_diff(d, o) for d, o in zip(diff[2], olds, strict=True)]]
+    if kind == BRANCH_DIFF:
+        if not (same_kind and old[0] == b"B") or len(diff) < 3 or len(diff[2]) != 2:
+            raise ValueError("a delta changes children of a branch its previous version lacks")
+        bitmap = int.from_bytes(diff[2], "big")
+        positions = [i for i in range(16) if bitmap >> (15 - i) & 1]
+        if len(positions) != len(diff) - 3:
+            raise ValueError("a branch delta whose bitmap does not count its children")
+        children = list(old[2])
+        for i, child in zip(positions, diff[3:], strict=True):
+            children[i] = apply_diff(child, children[i])
+        return [b"B", diff[1], children]
+    same_kind = same_kind and old[0] == kind
     if kind not in (b"E", *LEAF_KINDS):
         return diff
     path = diff[1]

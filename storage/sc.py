@@ -25,9 +25,11 @@ proof. Committing a block is two steps:
    the write-ahead log between checkpoints and durable at the next). Pages it replaced or
    no longer reaches are listed as the block's garbage; with ``keep_versions`` N (128 unless
    told: geth keeps 128 diff layers; at least 2, since recovery may roll back a block; None
-   keeps every version, an archive), the garbage of the block leaving the window is deleted,
-   read from where the last pruning stopped, so the last N roots and proofs stay readable and
-   no earlier record or tombstone is rescanned.
+   keeps every version, an archive), the root of the block leaving the window is deleted, and
+   the garbage of every block up to the oldest checkpoint kept (proofs are read at
+   checkpoints and at the last block: see ``at``), each read from where the last pruning
+   stopped, so the last N roots, and the proofs of the checkpoints among them, stay readable
+   and no earlier record or tombstone is rescanned.
 
 Every page read is checked twice: its bytes against the digest its parent's reference
 recorded (the root page's against the block's root record, which carries a checksum of its
@@ -106,6 +108,7 @@ ROOT_PREFIX = b"root/"
 GARBAGE_PREFIX = b"garbage/"
 PACKS_PREFIX = b"packs/"  # a block's packs: how many of their versions pruning has yet to free
 META_PRUNED = b"pruned_through"  # oldest block kept at the last pruning
+META_FREED = b"freed_through"  # the last block whose garbage pruning has deleted
 META_CHECKPOINT = b"checkpoint"  # the last block whose top pages are on disk
 IN_MEMORY = b"\x01"  # a root record's flag: the block's top pages were held in memory only
 DEFAULT_TOP_DEPTHS = 2  # page depths of the account trie held in memory between checkpoints
@@ -653,6 +656,13 @@ class StateCommitment:
         # (versions held in memory were never on disk: nothing to prune; a checkpoint
         # supersedes those still held)
         garbage = [key for key in writer.garbage if key not in self._volatile]
+        if self.keep_versions is not None and self.checkpoint is not None:
+            # A version written after the last checkpoint and replaced now was read by no
+            # root kept (proofs are read at checkpoints and at the last block; recovery
+            # rolls back to a checkpoint): deleted now, not a window later.
+            unread = self.checkpoint.to_bytes(8, "big")
+            self._delete_garbage([key for key in garbage if key[:8] > unread], batch)
+            garbage = [key for key in garbage if key[:8] <= unread]
         if number == self.number:  # a checkpoint of the block last written: adds to its garbage
             garbage_key = _block_key(GARBAGE_PREFIX, number)
             earlier = self._meta.get(garbage_key)
@@ -787,34 +797,60 @@ class StateCommitment:
         write_synced(self._db, batch)
 
     def _prune(self, number: int, batch: WriteBatch) -> None:
-        """Drop what only blocks older than the last ``keep_versions`` could read: the pages
-        replaced at or before the oldest kept block (its garbage), and older roots. Records
-        are read from where the last pruning stopped (``meta/pruned_through``) by a seek, so
-        the tombstones of earlier ones are never rescanned; a block's pruning meets one
-        record of each kind (block numbers skip: a chain's genesis may be block 0 and its
+        """Drop what only blocks older than the last ``keep_versions`` could read: older
+        roots, and the pages no kept root reads. Pages are read for proofs only at
+        checkpoints and at the last block written (the top pages of the blocks between were
+        held in memory, see ``at``), and recovery rolls back to a checkpoint kept, so the
+        pages replaced at or before the oldest checkpoint kept (its garbage and that of the
+        blocks before it) are read by none: a retained checkpoint's top pages go when its own
+        root leaves the window, not a checkpoint interval later. Records are read from where
+        the last pruning stopped (``meta/pruned_through``, ``meta/freed_through``) by a seek,
+        so the tombstones of earlier ones are never rescanned; a block's pruning meets a few
+        records of each kind (block numbers skip: a chain's genesis may be block 0 and its
         next block 19,932,703, so records are iterated, not numbers)."""
         oldest_kept = number - self.keep_versions + 1
         if oldest_kept <= 0:
             return
-        meta, pages = self._handles["meta"], self._handles["pages"]
+        meta = self._handles["meta"]
         done = self._meta.get(META_PRUNED)
         start = 0 if done is None else int.from_bytes(done, "big") + 1
-        freed: dict[int, Counter[int]] = {}  # block -> pack number -> versions freed in it
-        for block, key, data in self._records(GARBAGE_PREFIX, start, oldest_kept + 1):
-            for page in rlp.decode(self._unseal(data, f"meta/garbage/{block}")):
-                if page[8] == PACK_DEPTH:  # one version in a pack (listed once per version)
-                    freed.setdefault(int.from_bytes(page[:8], "big"), Counter())[
-                        int.from_bytes(page[9:], "big")
-                    ] += 1
-                    continue
-                batch.delete(page, pages)
-                self._cache.pop(page, None)
+        freed_done = self._meta.get(META_FREED)
+        first_free = start if freed_done is None else int.from_bytes(freed_done, "big") + 1
+        free_through = self._oldest_checkpoint(oldest_kept, number)
+        garbage: list[bytes] = []  # (freed together: a pack's count is read once a batch)
+        for block, key, data in self._records(GARBAGE_PREFIX, first_free, free_through + 1):
+            garbage += rlp.decode(self._unseal(data, f"meta/garbage/{block}"))
             batch.delete(key, meta)
-        for block, packs in sorted(freed.items()):
-            self._free_packs(block, packs, batch)
+        self._delete_garbage(garbage, batch)
         for _, key, _ in self._records(ROOT_PREFIX, max(0, start - 1), oldest_kept):
             batch.delete(key, meta)
         batch.put(META_PRUNED, oldest_kept.to_bytes(8, "big"), meta)
+        batch.put(META_FREED, max(free_through, first_free - 1).to_bytes(8, "big"), meta)
+
+    def _delete_garbage(self, keys: list[bytes], batch: WriteBatch) -> None:
+        """Delete the page versions ``keys`` names: a page's record, or its version's share
+        of a pack (listed once per version), the pack deleted once none of it is kept (once a
+        batch: the counts are read from the store, not the batch)."""
+        freed: dict[int, Counter[int]] = {}  # block -> pack number -> versions freed in it
+        for page in keys:
+            if page[8] == PACK_DEPTH:
+                freed.setdefault(int.from_bytes(page[:8], "big"), Counter())[
+                    int.from_bytes(page[9:], "big")
+                ] += 1
+                continue
+            batch.delete(page, self._handles["pages"])
+            self._cache.pop(page, None)
+        for block, packs in sorted(freed.items()):
+            self._free_packs(block, packs, batch)
+
+    def _oldest_checkpoint(self, oldest_kept: int, number: int) -> int:
+        """The oldest block from ``oldest_kept`` on, before ``number``, whose top pages are on
+        disk (a few root records read: checkpoints are ``checkpoint_every`` apart); else
+        ``oldest_kept`` (pruning as if every kept block were read)."""
+        for block, _, data in self._records(ROOT_PREFIX, oldest_kept, number):
+            if not self._decode_root(data, block)[2]:
+                return block
+        return oldest_kept
 
     def _free_packs(self, block: int, freed: Counter[int], batch: WriteBatch) -> None:
         """Count versions freed in ``block``'s packs; a pack none of whose versions a kept

@@ -54,13 +54,14 @@ from storage.keys import (
 )
 from storage.writeset import encode_writeset
 
-LAYOUT_VERSION = 8  # 3: page digests in child references, checksummed SC records;
+LAYOUT_VERSION = 9  # 3: page digests in child references, checksummed SC records;
 # 4: delta pages, stored in packs (a build of layout 3 would misread their references);
 # 5: small storage tries only in SS (a build of layout 4 would find no storage in SC);
 # 6: hash-only account leaves in SC, their records found in SS by keccak(address); delta
 # pages keep unchanged node paths as SAME; 7: write sets keep the written keys only (a build
 # of layout 6 would read no values in them); 8: slim account records (a build of layout 7
-# would refuse them as corrupt)
+# would refuse them as corrupt); 9: delta pages list a branch's changed children by a bitmap
+# (a build of layout 8 would misread them)
 COLUMN_FAMILIES = ("index", "hashed", "account", "contract", "code", "writeset", "meta")
 SEQ_BYTES = 5
 META_LAYOUT = b"layout"
