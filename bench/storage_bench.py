@@ -31,7 +31,11 @@ Measured:
   write buffer per column family): write-ahead log, flush and compaction bytes, hence
   ``write_amplification`` (those bytes over the encoded write sets);
 - at the end, every column family flushed: the bytes on disk with default pruning (128
-  versions) over the live state (the flat state's keys and values): ``disk_ratio``;
+  versions) over the live state (the flat state's keys and values): ``disk_ratio``, with
+  each column family's SST bytes (``disk_by_family``); and, since where each family is in
+  its cycle of flushes and compactions at the last block moves that figure by a quarter of
+  the live state, the bytes on disk after each of the last 50 blocks:
+  ``disk_ratio_median_last_50`` (not a target);
 - block reads per lookup counted by the engine (block-cache misses) on a store reopened with
   a cold block cache: ``reads_per_account`` (index + account record), ``reads_per_slot``;
 - proofs: account and storage proofs of a sample, checked with py-trie against the root;
@@ -66,6 +70,8 @@ from trie import HexaryTrie
 
 from storage.committer import Committer
 from storage.keys import AccountFields, acct_key, int_bytes, slot_key
+from storage.sc import FAMILIES as SC_FAMILIES
+from storage.ss import COLUMN_FAMILIES as SS_FAMILIES
 from storage.ss import (
     StateStorage,
     close_db,
@@ -85,6 +91,7 @@ WAL, FLUSH, COMPACT = (
 )
 TICKERS = (WAL, FLUSH, COMPACT, "rocksdb.compact.read.bytes", "rocksdb.bytes.written")
 BLOCK_READS = "rocksdb.block.cache.miss"
+SST_BYTES = "rocksdb.total-sst-files-size"
 FLAT_STATE = ("index", "account", "contract", "code")
 
 
@@ -262,6 +269,7 @@ class OursSide:
         (ss_ops, ss_bytes), (sc_ops, sc_bytes) = self.store.ss.last_batch, self.store.sc.last_batch
         row = {"writes": ss_ops + sc_ops, "ss_writes": ss_ops, "sc_writes": sc_ops}
         row |= {"ss_bytes": ss_bytes, "sc_bytes": sc_bytes, "bytes": ss_bytes + sc_bytes}
+        row |= {"disk_bytes": disk_bytes(self.dir)}
         return root, row | {"writeset_bytes": writeset_bytes(writes)}, ms
 
     def _commit(self, writes: dict) -> bytes:
@@ -320,10 +328,19 @@ class OursSide:
             for name in FLAT_STATE
             for key, value in self.store.ss._db.get_column_family(name).items()
         )
+        by_family = {
+            f"{store}/{name}": db.get_column_family(name).property_int_value(SST_BYTES)
+            for store, db, families in (
+                ("ss", self.store.ss._db, SS_FAMILIES),
+                ("sc", self.store.sc._db, SC_FAMILIES),
+            )
+            for name in families
+        }
         self.store.close()
-        disk = sum(f.stat().st_size for f in self.dir.rglob("*") if f.is_file())
+        disk = disk_bytes(self.dir)
         return {"over_blocks": over_blocks, "disk_bytes": disk, "live_state_bytes": live} | {
-            "reads": self._cold_reads()
+            "disk_by_family": by_family,
+            "reads": self._cold_reads(),
         }
 
     def _cold_reads(self) -> dict[str, float]:
@@ -456,6 +473,17 @@ def _serve(side_type: type[OursSide], args: tuple, conn: Any) -> None:
             conn.send((False, repr(err)))
 
 
+def disk_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (a file RocksDB deletes meanwhile counts none)."""
+    total = 0
+    for file in path.rglob("*"):
+        try:
+            total += file.stat().st_size if file.is_file() else 0
+        except FileNotFoundError:
+            continue
+    return total
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -494,6 +522,9 @@ def summarize(rows: list[dict], ours: dict, base: dict, matches: bool, proofs: i
             (theirs[WAL] + theirs[FLUSH] + theirs[COMPACT]) / written, 2
         ),
         "disk_ratio": round(ours["disk_bytes"] / ours["live_state_bytes"], 2),
+        "disk_ratio_median_last_50": round(
+            median(r["disk_bytes"] for r in rows[-50:]) / ours["live_state_bytes"], 2
+        ),
         "commit_speedup": round(
             median(r["baseline_commit_ms"] for r in rows) / median(commit_ms), 2
         ),

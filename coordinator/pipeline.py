@@ -37,7 +37,7 @@ from coordinator.admission import Rejection, admit
 from coordinator.grouping import FallbackPolicy, Group, sequential_reason
 from coordinator.learner import Prediction
 from coordinator.planner import BlockPlan, Planner, SenderPlanner
-from storage.committer import Committer
+from storage.committer import Committer, block_wipes
 from storage.keys import StateKey
 from storage.ss import FarReads, StorageView, store_identity
 from storage.write_behind import BehindReader
@@ -434,6 +434,12 @@ class ChainRunner:
         if pre or post:
             whole = pre.then(system_ops.SystemWrites(block.writes, set(block.wiped))).then(post)
             block.writes, block.wiped = whole.writes, frozenset(whole.wiped)
+        # the storage the block wipes as the committer takes it, deleted accounts' included:
+        # the prefetch patch and the chain's history then record the same set
+        wiped = block_wipes(block.writes, block.wiped)
+        if env.intermediate_roots:
+            wiped = wiped.union(*(block_wipes(step.writes, step.wiped) for step in block.steps))
+        block.wiped = wiped
         if self.keep_prior:
             keys = list(block.writes)
             parallel.prior = dict(zip(keys, self.state.get_many(keys), strict=True))
