@@ -25,6 +25,7 @@ from storage.keys import (
     slot_key,
 )
 from storage.ss import (
+    WAL_BUFFERS,
     CommitMark,
     SecondaryStores,
     StateStorage,
@@ -447,3 +448,22 @@ def test_merged_written_keys_with_the_later_values_leave_the_state_the_blocks_le
 def test_a_corrupt_write_set_record_is_named(data):
     with pytest.raises(WriteSetError, match="not a write set record"):
         decode_writeset(data)
+
+
+def test_the_write_ahead_log_stays_bounded_though_a_family_is_written_little(tmp_path):
+    """``meta`` is rewritten a few keys a block and never fills its write buffer: RocksDB
+    kept every log since the store opened, waiting for it to flush. Capped, the logs stay
+    within a few write buffers however many blocks are written."""
+    buffer = 64 << 10
+    ss = StateStorage(tmp_path / "ss", write_buffer_bytes=buffer)
+    written = 0
+    for number in range(1, 301):
+        writes = {
+            slot_key(bytes([i % 256, i // 256]) * 10, number): number for i in range(40)
+        }  # (~3 KB of slots a block: the contract family flushes, meta does not)
+        ss.write_block(CommitMark(number, b"\x01" * 32), writes, (), {})
+        written += len(writes)
+    logs = sum(f.stat().st_size for f in (tmp_path / "ss").glob("*.log"))
+    ss.close()
+    assert written == 12_000
+    assert logs <= (WAL_BUFFERS + 2) * buffer, f"{logs} bytes of write-ahead log"
