@@ -659,7 +659,9 @@ class StateCommitment:
         if self.keep_versions is not None and self.checkpoint is not None:
             # A version written after the last checkpoint and replaced now was read by no
             # root kept (proofs are read at checkpoints and at the last block; recovery
-            # rolls back to a checkpoint): deleted now, not a window later.
+            # rolls back to a checkpoint): deleted now, not a window later. (``_prune`` frees
+            # in the same batch only versions at or before the last checkpoint, so no pack
+            # count is read twice before the batch lands.)
             unread = self.checkpoint.to_bytes(8, "big")
             self._delete_garbage([key for key in garbage if key[:8] > unread], batch)
             garbage = [key for key in garbage if key[:8] <= unread]
